@@ -1,0 +1,222 @@
+"""The ``edgefer`` command line: parses arguments and calls the packages."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgefer.errors import EdgeferError
+
+app = typer.Typer(help="Real-time facial expression recognition at the edge.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+
+DataOpt = typer.Option(..., "--data", help="Named dataset (ckplus, fer2013), an npz, a Kaggle fer2013.csv or an image folder.")
+DataRootOpt = typer.Option(None, "--data-root", help="Folder of named datasets (default: $EDGEFER_DATA, else ../shared/data).")
+InputOpt = typer.Option(None, "--input", help="gray | edges | edges-x2 (default: the model's own).")
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@app.command()
+def models(details: bool = typer.Option(False, "--details", help="Show each model card's scores.")):
+    """List the shipped pretrained models, one per line."""
+    from edgefer.nn.zoo import model_card, shipped_models
+
+    for name in shipped_models():
+        if not details:
+            print(name)
+            continue
+        card = model_card(name)
+        scores = card.get("scores", {})
+        print(f"{name}\t{card.get('data', {}).get('dataset', '?')}\tinput={card.get('input', '?')}\t"
+              f"params={card.get('params', '?')}\tmacs={card.get('macs', '?')}\ttest_accuracy={scores.get('test_accuracy')}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", help="Shipped model name or checkpoint path."),
+    data: str = DataOpt,
+    split: Optional[str] = typer.Option(None, "--split", help="train | test | private-test for data with official splits (default test)."),
+    input_mode: Optional[str] = InputOpt,
+    heldout: bool = typer.Option(False, "--heldout", help="Only the model's own held-out test images (data = its training dataset)."),
+    data_root: Optional[Path] = DataRootOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Accuracy of a model on a dataset (``--json``: accuracy, n, per-class, confusion)."""
+    from edgefer.data.loaders import NAMED_DATASETS, load_dataset
+    from edgefer.nn.evaluate import evaluate
+    from edgefer.nn.recipes import heldout_test_set
+    from edgefer.nn.zoo import load_model
+
+    fer = load_model(model)
+    if heldout:
+        dataset = fer.info.get("data", {}).get("dataset")
+        if dataset != data:
+            raise EdgeferError(f"--heldout needs --data {dataset or '<the dataset the model was trained on>'}")
+        dataset_ = heldout_test_set(fer, data_root)
+    else:
+        if split is None and (data in NAMED_DATASETS or Path(data).suffix.lower() == ".csv" or Path(data).is_dir()):
+            split = "test" if data != "ckplus" else None
+        dataset_ = load_dataset(data, split, data_root)
+    scores = {"model": model, "data": dataset_.source, **evaluate(fer, dataset_, input_mode)}
+    if as_json:
+        _print_json(scores)
+        return
+    table = Table(title=f"{model} on {dataset_.source} ({scores['input']})")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for name, acc in scores["per_class_accuracy"].items():
+        table.add_row(name, f"{acc:.3f}")
+    console.print(table)
+    console.print(f"accuracy {scores['accuracy']:.4f} on n={scores['n']} (balanced {scores['balanced_accuracy']:.4f}, "
+                  f"input sparsity {scores['input_sparsity']:.3f})")
+
+
+@app.command()
+def train(
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Reproduce a shipped model: ckplus-cnn, ckplus-loihi, fer2013-cnn."),
+    out: Path = typer.Option(Path("runs/model.safetensors"), "--out", help="Checkpoint to write (a model card JSON lands beside it)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Checkpoint to fine-tune (recipes that fine-tune another)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    data_root: Optional[Path] = DataRootOpt,
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+):
+    """Train a model from a recipe and write checkpoint + model card."""
+    from edgefer.nn.recipes import RECIPES, run_recipe
+
+    if recipe is None:
+        raise EdgeferError(f"choose a recipe with --recipe ({', '.join(RECIPES)}); custom runs: edgefer cv or the Python API")
+    card = run_recipe(recipe, out, data_root, device, not quiet, epochs, init)
+    console.print(f"wrote {out} (test accuracy {card['scores']['test_accuracy']:.4f} on n={card['scores']['test_n']})")
+
+
+@app.command()
+def cv(
+    data: str = typer.Option("ckplus", "--data", help="Dataset to cross-validate (named or path)."),
+    arch: str = typer.Option("vgg-ckplus", "--arch", help="Preset (vgg-ckplus, loihi-study, vgg-fer2013) or ArchSpec JSON."),
+    protocol: str = typer.Option("study", "--protocol", help="study (image-level) | leakage-free (near-duplicate groups)."),
+    folds: int = typer.Option(5, "--folds"),
+    seed: int = typer.Option(123, "--seed"),
+    epochs: int = typer.Option(60, "--epochs"),
+    input_mode: str = typer.Option("gray", "--input"),
+    device: str = typer.Option("auto", "--device"),
+    out: Path = typer.Option(Path("runs/cv"), "--out", help="Folder for per-fold results (a rerun resumes)."),
+    data_root: Optional[Path] = DataRootOpt,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """k-fold cross-validation, resumable per fold."""
+    from edgefer.data.loaders import load_dataset
+    from edgefer.nn.crossval import cross_validate
+    from edgefer.nn.recipes import RECIPES
+    from edgefer.nn.spec import resolve_arch
+
+    dataset = load_dataset(data, "train" if data == "fer2013" else None, data_root)
+    cfg = replace(RECIPES["ckplus-cnn"].config, epochs=epochs, device=device)
+    summary = cross_validate(dataset, resolve_arch(arch), cfg, protocol, out / protocol, folds, seed, input_mode,
+                             progress=not as_json)
+    if as_json:
+        _print_json(summary)
+    else:
+        console.print(f"{protocol}: {folds}-fold mean accuracy {summary['mean_accuracy']:.4f} "
+                      f"± {summary['std_accuracy']:.4f} (folds {[round(a, 4) for a in summary['fold_accuracy']]})")
+
+
+@app.command()
+def data(
+    data: str = DataOpt,
+    split: Optional[str] = typer.Option(None, "--split"),
+    data_root: Optional[Path] = DataRootOpt,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Describe a dataset: size, classes, input sparsity of gray and edge-map inputs."""
+    from edgefer.data.loaders import load_dataset
+    from edgefer.data.preprocess import INPUT_MODES, input_sparsity, prepare_input
+    from edgefer.data.splits import near_duplicate_groups
+
+    dataset = load_dataset(data, split, data_root)
+    info = {"source": dataset.source, "n": len(dataset), "classes": dataset.class_counts(),
+            "input_sparsity": {m: input_sparsity(prepare_input(dataset.images, m)) for m in INPUT_MODES}}
+    if len(dataset) <= 5000:
+        info["near_duplicate_groups"] = int(near_duplicate_groups(dataset.images).max() + 1)
+    if as_json:
+        _print_json(info)
+    else:
+        console.print(info)
+
+
+@app.command()
+def arch(name: str = typer.Argument(..., help="Preset or ArchSpec JSON file."), as_json: bool = typer.Option(False, "--json")):
+    """Show an architecture's layers, parameters, MACs and neurons."""
+    from edgefer.nn.spec import resolve_arch
+
+    summary = resolve_arch(name).summary()
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=name)
+    for col in ("layer", "output", "params", "MACs", "neurons"):
+        table.add_column(col, justify="right" if col not in ("layer", "output") else "left")
+    for row in summary["layers"]:
+        table.add_row(row["name"], "x".join(map(str, row["output"])), f"{row['params']:,}", f"{row['macs']:,}", f"{row['neurons']:,}")
+    table.add_row("total", "", f"{summary['params']:,}", f"{summary['macs']:,}", f"{summary['neurons']:,}")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for results.json."),
+    data_root: Optional[Path] = DataRootOpt,
+):
+    """The main job on shipped defaults: score every shipped model on its held-out test set."""
+    from edgefer.nn.evaluate import evaluate
+    from edgefer.nn.recipes import heldout_test_set
+    from edgefer.nn.zoo import load_model, shipped_models
+
+    names = shipped_models()
+    if not names:
+        raise EdgeferError("no shipped models found in the package (src/edgefer/models)")
+    rows = []
+    table = Table(title="shipped models on their held-out test sets")
+    for col in ("model", "dataset", "split", "input", "params", "MACs", "accuracy", "balanced", "n", "input sparsity"):
+        table.add_column(col, justify="left" if col in ("model", "dataset", "split", "input") else "right")
+    for name in names:
+        model = load_model(name)
+        test = heldout_test_set(model, data_root)
+        scores = evaluate(model, test)
+        size = model.summary()
+        row = {"model": name, "dataset": model.info["data"]["dataset"], "split": model.info["split"]["protocol"],
+               "input": scores["input"], "params": size["params"], "macs": size["macs"],
+               "accuracy": scores["accuracy"], "balanced_accuracy": scores["balanced_accuracy"], "n": scores["n"],
+               "input_sparsity": scores["input_sparsity"], "source": "measured"}
+        rows.append(row)
+        table.add_row(name, row["dataset"], row["split"], row["input"], f"{row['params']:,}", f"{row['macs'] / 1e6:.1f} M",
+                      f"{100 * row['accuracy']:.2f} %", f"{100 * row['balanced_accuracy']:.2f} %", str(row["n"]),
+                      f"{row['input_sparsity']:.3f}")
+    console.print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    console.print(f"wrote {out / 'results.json'}")
+
+
+def main() -> None:
+    """Entry point: usage errors are click's (standalone mode); ours print one line and exit 2."""
+    try:
+        app()
+    except EdgeferError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Datasets, preprocessing, face detection and splits."""

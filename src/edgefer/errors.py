@@ -1,0 +1,13 @@
+"""The one exception type users see: a message that names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EdgeferError(ValueError):
+    """A user-facing error. ``path`` names the offending file or folder when there is one."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)

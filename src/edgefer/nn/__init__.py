@@ -1,0 +1,1 @@
+"""ArchSpec, models, training, evaluation and the shipped zoo."""

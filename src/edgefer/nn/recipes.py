@@ -1,0 +1,168 @@
+"""How each shipped model is trained: data, split, architecture, input and training config.
+
+``edgefer train --recipe NAME`` reproduces a shipped model; its model card records the command.
+Splits are reproducible from (protocol, seed, fractions), so later stages (targets, SNN, compare)
+rebuild the exact held-out test set of a model from its card.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgefer.data.dataset import FaceDataset
+from edgefer.data.loaders import load_dataset
+from edgefer.data.splits import holdout_split, near_duplicate_groups
+from edgefer.errors import EdgeferError
+from edgefer.nn.evaluate import evaluate
+from edgefer.nn.model import FerModel
+from edgefer.nn.spec import resolve_arch
+from edgefer.nn.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How a dataset without an official test split is cut: ``study`` (image-level, stratified) or
+    ``leakage-free`` (near-duplicate groups kept whole). Datasets with an official test split
+    (FER2013) use it and carve only the validation part from their training split."""
+
+    protocol: str = "study"
+    seed: int = 123
+    test_fraction: float = 0.15
+    val_fraction: float = 0.10
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "seed": self.seed, "test_fraction": self.test_fraction,
+                "val_fraction": self.val_fraction}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    dataset: str
+    arch: str
+    input_mode: str
+    config: TrainConfig
+    split: SplitPlan = field(default_factory=SplitPlan)
+    description: str = ""
+    init_recipe: str | None = None  # fine-tunes the weights of this recipe's model (``--init``)
+
+
+RECIPES = {
+    "ckplus-cnn": Recipe(
+        "ckplus", "vgg-ckplus", "gray",
+        TrainConfig(epochs=120, batch_size=32, lr=3e-3, weight_decay=5e-4, seed=0),
+        SplitPlan("study", seed=123, test_fraction=0.15, val_fraction=0.10),
+        "VGG-like CNN for CK+48, the study's random 75/10/15 split",
+    ),
+    "ckplus-loihi": Recipe(
+        "ckplus", "loihi-study", "gray",
+        TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.05,
+                    clip_grad_norm=5.0, seed=0),
+        SplitPlan("study", seed=123, test_fraction=0.15, val_fraction=0.10),
+        "the study's Loihi-compatible net (no bias, no pooling, ReLU) for CK+48",
+    ),
+    "fer2013-cnn-base": Recipe(
+        "fer2013", "vgg-fer2013", "gray",
+        TrainConfig(epochs=150, batch_size=128, lr=4e-3, weight_decay=5e-4, erase_prob=0.5, seed=0),
+        SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.10),
+        "VGG-like CNN for FER2013, stage 1: Training usage (90 % train / 10 % validation for model "
+        "selection), tested on PublicTest; trained on a GPU",
+    ),
+    "fer2013-cnn": Recipe(
+        "fer2013", "vgg-fer2013", "gray",
+        TrainConfig(epochs=16, batch_size=128, lr=5e-4, weight_decay=5e-4, schedule="cosine", erase_prob=0.5,
+                    ema_decay=0.999, precision="bf16", seed=1),
+        SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0),
+        "VGG-like CNN for FER2013, stage 2: fer2013-cnn-base fine-tuned on the whole Training usage "
+        "(no validation; the final weight average is kept), tested on PublicTest",
+        init_recipe="fer2013-cnn-base",
+    ),
+}
+
+
+def split_dataset(data: FaceDataset, plan: SplitPlan, test: FaceDataset | None = None):
+    """(train, validation, test) datasets for a plan; ``test`` given means an official test split."""
+    groups = near_duplicate_groups(data.images) if plan.protocol == "leakage-free" else None
+    index = np.arange(len(data))
+    if test is None:
+        keep, held = holdout_split(data.labels, plan.test_fraction, plan.seed, groups)
+        test = data.subset(held)
+        index = keep
+    keep_labels = data.labels[index]
+    keep_groups = None if groups is None else groups[index]
+    if plan.val_fraction == 0:
+        return data.subset(index), None, test
+    fraction = plan.val_fraction / (1 - (plan.test_fraction if plan.protocol != "official" else 0.0))
+    train_pos, val_pos = holdout_split(keep_labels, fraction, plan.seed + 1, keep_groups)
+    return data.subset(index[train_pos]), data.subset(index[val_pos]), test
+
+
+def load_recipe_data(recipe: Recipe, data_root=None):
+    """(train, val, test) for a recipe: official splits where the dataset has them."""
+    if recipe.split.protocol == "official":
+        return split_dataset(load_dataset(recipe.dataset, "train", data_root), recipe.split,
+                             load_dataset(recipe.dataset, "test", data_root))
+    return split_dataset(load_dataset(recipe.dataset, None, data_root), recipe.split)
+
+
+def heldout_test_set(model: FerModel, data_root=None) -> FaceDataset:
+    """The test images a model never saw, rebuilt from its card (dataset and split plan)."""
+    dataset = model.info.get("data", {}).get("dataset")
+    plan = model.info.get("split")
+    if not dataset or not plan:
+        raise EdgeferError("the model's card does not record its dataset and split; pass --data instead")
+    plan = SplitPlan(**plan)
+    if plan.protocol == "official":
+        return load_dataset(dataset, "test", data_root)
+    return split_dataset(load_dataset(dataset, None, data_root), plan)[2]
+
+
+def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto", progress: bool = True,
+               epochs: int | None = None, init: str | Path | None = None) -> dict:
+    """Train a recipe, test it, save checkpoint + model card; returns the card."""
+    if name not in RECIPES:
+        raise EdgeferError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    recipe = RECIPES[name]
+    if (init is None) != (recipe.init_recipe is None):
+        raise EdgeferError(f"recipe {name!r} " + (f"fine-tunes {recipe.init_recipe!r}: pass its checkpoint with --init"
+                                                   if recipe.init_recipe else "trains from scratch: drop --init"))
+    initial = FerModel.load(init) if init is not None else None
+    config = replace(recipe.config, device=device, epochs=epochs or recipe.config.epochs)
+    train_set, val_set, test_set = load_recipe_data(recipe, data_root)
+    spec = resolve_arch(recipe.arch)
+    started = time.time()
+    result = train(spec, train_set, val_set, config, recipe.input_mode, progress, description=name, init=initial)
+    seconds = time.time() - started
+    test_scores = evaluate(result.model, test_set)
+    summary = spec.summary()
+    card = {
+        "name": name,
+        "description": recipe.description,
+        "data": {"dataset": recipe.dataset, "train": len(train_set), "validation": len(val_set) if val_set else 0,
+                 "test": len(test_set), "classes": list(train_set.classes)},
+        "split": recipe.split.to_dict(),
+        "input": recipe.input_mode,
+        "arch": spec.to_dict(),
+        "params": summary["params"],
+        "macs": summary["macs"],
+        "train_config": config.to_dict(),
+        "best_epoch": result.best_epoch,
+        "scores": {"validation_accuracy": result.best_val_accuracy, "test_accuracy": test_scores["accuracy"],
+                   "test_balanced_accuracy": test_scores["balanced_accuracy"], "test_n": test_scores["n"]},
+        "train_seconds": round(seconds, 1),
+        "command": "edgefer train --recipe " + name + (f" --epochs {epochs}" if epochs else "")
+        + (f" --init {recipe.init_recipe}.safetensors" if init is not None else ""),
+        "init": None if initial is None else {"recipe": recipe.init_recipe, "scores": initial.info.get("scores")},
+        "invoked_as": " ".join(shlex.quote(a) for a in sys.argv),
+    }
+    result.model.info = card
+    out = Path(out)
+    result.model.save(out)
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return card

@@ -1,0 +1,233 @@
+"""ArchSpec: a plain, JSON-serialisable description of a VGG-like CNN, and what it costs.
+
+A spec is blocks of 3x3 (or k x k) convolutions; each block ends by downsampling x2 with a max-pool,
+an avg-pool, or by giving its last convolution stride 2 (what the study's Loihi net does). An
+optional 1x1 ``stem`` convolution comes first (the study's off-chip "to-spikes" layer). The head
+flattens (or global-average-pools) into dense layers, then the class layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgefer.errors import EdgeferError
+
+DOWNSAMPLING = ("maxpool", "avgpool", "stride2")
+HEAD_POOLING = ("flatten", "avg")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    filters: tuple[int, ...] = (16, 32, 64)
+    convs_per_block: tuple[int, ...] | int = 2
+    kernel_size: int = 3
+    downsample: str = "maxpool"
+    batchnorm: bool = True
+    bias: bool = True
+    dense: tuple[int, ...] = (128,)
+    dropout: float = 0.0
+    activation: str = "relu"
+    stem: int = 0  # channels of a leading 1x1 convolution; 0: none
+    head: str = "flatten"
+    in_channels: int = 1
+    input_size: int = 48
+    num_classes: int = 7
+
+    def __post_init__(self):
+        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
+        object.__setattr__(self, "dense", tuple(int(d) for d in self.dense))
+        convs = self.convs_per_block
+        convs = (convs,) * len(self.filters) if isinstance(convs, int) else tuple(int(c) for c in convs)
+        object.__setattr__(self, "convs_per_block", convs)
+        problems = []
+        if not self.filters:
+            problems.append("at least one block is needed")
+        if len(convs) != len(self.filters) or any(c < 1 for c in convs):
+            problems.append(f"convs_per_block {convs} must give >= 1 conv for each of {len(self.filters)} blocks")
+        if any(f < 1 for f in self.filters + self.dense) or self.stem < 0:
+            problems.append("filters, dense units and stem must be positive")
+        if self.num_classes < 1 or self.in_channels < 1 or self.input_size < 1:
+            problems.append("num_classes, in_channels and input_size must be positive")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            problems.append(f"kernel_size must be odd, got {self.kernel_size}")
+        if self.downsample not in DOWNSAMPLING:
+            problems.append(f"downsample {self.downsample!r} is not one of {DOWNSAMPLING}")
+        if self.head not in HEAD_POOLING:
+            problems.append(f"head {self.head!r} is not one of {HEAD_POOLING}")
+        if self.activation != "relu":
+            problems.append(f"activation {self.activation!r} is not supported (relu)")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.input_size >> len(self.filters) < 1:
+            problems.append(f"{len(self.filters)} downsamplings shrink a {self.input_size}px input to nothing")
+        if problems:
+            raise EdgeferError("invalid ArchSpec: " + "; ".join(problems))
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str | None = None) -> "ArchSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise EdgeferError(f"unknown ArchSpec field(s) {sorted(unknown)}", source)
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except EdgeferError as exc:
+            raise EdgeferError(str(exc), source) from None
+        except (TypeError, ValueError) as exc:
+            raise EdgeferError(f"invalid ArchSpec field types ({exc})", source) from None
+
+    @classmethod
+    def from_json(cls, text: str, source: str | None = None) -> "ArchSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EdgeferError(f"not valid JSON ({exc})", source) from None
+        if not isinstance(data, dict):
+            raise EdgeferError("an ArchSpec JSON must be an object", source)
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ArchSpec":
+        return cls.from_json(Path(path).read_text(), str(path))
+
+    # --- building ------------------------------------------------------------------------------
+    def build(self) -> nn.Sequential:
+        """The torch module: named, flat layers so that converters and counters can walk them."""
+        layers: list[tuple[str, nn.Module]] = []
+        channels = self.in_channels
+        pad = self.kernel_size // 2
+        if self.stem:
+            layers.append(("stem", nn.Conv2d(channels, self.stem, 1, bias=self.bias)))
+            layers.append(("stem_act", nn.ReLU()))
+            channels = self.stem
+        for b, (width, convs) in enumerate(zip(self.filters, self.convs_per_block), start=1):
+            for c in range(1, convs + 1):
+                stride = 2 if self.downsample == "stride2" and c == convs else 1
+                layers.append((f"conv{b}_{c}", nn.Conv2d(channels, width, self.kernel_size, stride, pad, bias=self.bias)))
+                if self.batchnorm:
+                    layers.append((f"bn{b}_{c}", nn.BatchNorm2d(width)))
+                layers.append((f"act{b}_{c}", nn.ReLU()))
+                channels = width
+            if self.downsample == "maxpool":
+                layers.append((f"pool{b}", nn.MaxPool2d(2)))
+            elif self.downsample == "avgpool":
+                layers.append((f"pool{b}", nn.AvgPool2d(2)))
+        if self.head == "avg":
+            layers.append(("gap", nn.AdaptiveAvgPool2d(1)))
+        layers.append(("flatten", nn.Flatten()))
+        features = channels * (1 if self.head == "avg" else self.feature_size() ** 2)
+        for d, units in enumerate(self.dense, start=1):
+            if self.dropout:
+                layers.append((f"drop{d}", nn.Dropout(self.dropout)))
+            layers.append((f"fc{d}", nn.Linear(features, units, bias=self.bias)))
+            layers.append((f"fc{d}_act", nn.ReLU()))
+            features = units
+        if self.dropout:
+            layers.append(("drop_out", nn.Dropout(self.dropout)))
+        layers.append(("logits", nn.Linear(features, self.num_classes, bias=self.bias)))
+        model = nn.Sequential(OrderedDict(layers))
+        # He init keeps ReLU activations from dying in deep nets without batch-norm (the Loihi net).
+        for name, module in model.named_children():
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and name != "logits":
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        return model
+
+    def feature_size(self) -> int:
+        """Side of the last feature map: each block halves it (ceil for stride-2 convs with padding)."""
+        size = self.input_size
+        for _ in self.filters:
+            size = (size + 1) // 2 if self.downsample == "stride2" else size // 2
+        return size
+
+    # --- costs ---------------------------------------------------------------------------------
+    def layer_table(self) -> list[dict]:
+        """Per weight layer: name, kind, output shape, parameters, MACs, output activations (neurons)."""
+        return layer_table(self.build(), (self.in_channels, self.input_size, self.input_size))
+
+    def summary(self) -> dict:
+        table = self.layer_table()
+        return {
+            "params": sum(r["params"] for r in table),
+            "macs": sum(r["macs"] for r in table),
+            "neurons": sum(r["neurons"] for r in table),
+            "layers": table,
+        }
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[dict]:
+    """Walk a model once with hooks; count MACs of convolutions and dense layers (batch 1).
+
+    Batch-norm parameters count as parameters of the layer they follow (they fold into it).
+    """
+    rows: list[dict] = []
+    hooks = []
+
+    def record(name):
+        def hook(module, inputs, output):
+            params = sum(p.numel() for p in module.parameters())
+            if isinstance(module, nn.Conv2d):
+                kh, kw = module.kernel_size
+                macs = output.numel() * (module.in_channels // module.groups) * kh * kw
+                kind = "conv"
+            elif isinstance(module, nn.Linear):
+                macs = module.in_features * module.out_features
+                kind = "dense"
+            elif isinstance(module, nn.BatchNorm2d) and rows:
+                rows[-1]["params"] += params
+                return
+            else:
+                return
+            rows.append({"name": name, "kind": kind, "output": list(output.shape[1:]), "params": params,
+                         "macs": int(macs), "neurons": int(output.numel())})
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+            hooks.append(module.register_forward_hook(record(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+# The study's Loihi-compatible net (first author's code): 1x1 conv to 3 channels, conv 12, 12/s2,
+# 24, 24/s2, 44, 44/s2, dense 85, 100, 7; no bias, no pooling, no batch-norm, ReLU (~180 k params).
+LOIHI_STUDY = ArchSpec(filters=(12, 24, 44), convs_per_block=2, downsample="stride2", batchnorm=False,
+                       bias=False, dense=(85, 100), stem=3)
+# CK+48 VGG-like net.
+CKPLUS_CNN = ArchSpec(filters=(16, 32, 64), convs_per_block=2, downsample="maxpool", batchnorm=True,
+                      dense=(128,), dropout=0.3)
+# FER2013 VGG-like net within 2 M parameters and 100 M MACs.
+FER2013_CNN = ArchSpec(filters=(32, 64, 128, 256), convs_per_block=(1, 2, 2, 2), downsample="maxpool",
+                       batchnorm=True, dense=(256,), dropout=0.4, head="flatten")
+PRESETS = {"loihi-study": LOIHI_STUDY, "vgg-ckplus": CKPLUS_CNN, "vgg-fer2013": FER2013_CNN}
+
+
+def resolve_arch(name_or_path: str) -> ArchSpec:
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path]
+    path = Path(name_or_path)
+    if path.is_file():
+        return ArchSpec.load(path)
+    raise EdgeferError(f"unknown architecture {name_or_path!r}: a preset ({', '.join(PRESETS)}) or an ArchSpec JSON file")

@@ -1,0 +1,215 @@
+"""Seeded training: AdamW, cosine or one-cycle schedule, label smoothing, flips and small affine
+jitter done on the batch tensor (so they run on the GPU when there is one), optional
+class-balanced loss, early stopping on validation accuracy with the best weights kept.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from edgefer.data.dataset import FaceDataset
+from edgefer.data.preprocess import prepare_input
+from edgefer.errors import EdgeferError
+from edgefer.nn.model import FerModel
+from edgefer.nn.spec import ArchSpec
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle | cosine
+    label_smoothing: float = 0.1
+    hflip: bool = True
+    rotate_deg: float = 10.0
+    shift: float = 0.08  # fraction of the image side
+    scale: float = 0.08  # +- relative zoom
+    erase_prob: float = 0.0  # random erasing of one rectangle per image
+    class_balanced: bool = False
+    clip_grad_norm: float = 0.0  # 0: no clipping
+    precision: str = "fp32"  # fp32 | bf16 (autocast; ~2.4x faster on CPUs with AVX512-BF16)
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights and return it
+    patience: int = 0  # epochs without validation gain before stopping; 0: never stop early
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: FerModel
+    history: list[dict]
+    best_epoch: int
+    best_val_accuracy: float | None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EdgeferError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random flip, rotation, shift, zoom (one affine warp per image) and optional erasing."""
+    n = x.shape[0]
+    dev = x.device
+
+    def uniform(low, high):
+        return torch.rand(n, generator=generator, device=dev) * (high - low) + low
+
+    angle = uniform(-cfg.rotate_deg, cfg.rotate_deg) * math.pi / 180
+    zoom = uniform(1 - cfg.scale, 1 + cfg.scale)
+    flip = torch.where(torch.rand(n, generator=generator, device=dev) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n, device=dev)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, uniform(-2 * cfg.shift, 2 * cfg.shift)], 1),
+        torch.stack([sin * flip, cos, uniform(-2 * cfg.shift, 2 * cfg.shift)], 1),
+    ], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.erase_prob > 0:
+        side = x.shape[-1]
+        h = (uniform(0.1, 0.4) * side).long()
+        w = (uniform(0.1, 0.4) * side).long()
+        top = (torch.rand(n, generator=generator, device=dev) * (side - h)).long()
+        left = (torch.rand(n, generator=generator, device=dev) * (side - w)).long()
+        rows = torch.arange(side, device=dev)
+        inside = ((rows[None, :, None] >= top[:, None, None]) & (rows[None, :, None] < (top + h)[:, None, None])
+                  & (rows[None, None, :] >= left[:, None, None]) & (rows[None, None, :] < (left + w)[:, None, None]))
+        erase = (torch.rand(n, generator=generator, device=dev) < cfg.erase_prob)[:, None, None] & inside
+        x = x.masked_fill(erase[:, None], 0.0)
+    return x
+
+
+@torch.no_grad()
+def validate(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of a module on prepared inputs."""
+    module.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(x), batch_size):
+        logits = module(x[i : i + batch_size]).float()
+        correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
+        loss += float(F.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
+    return correct / max(len(x), 1), loss / max(len(x), 1)
+
+
+def train(
+    spec: ArchSpec,
+    train_set: FaceDataset,
+    val_set: FaceDataset | None,
+    cfg: TrainConfig,
+    input_mode: str = "gray",
+    progress: bool = True,
+    description: str = "training",
+    init: FerModel | None = None,
+) -> TrainResult:
+    """Train ``spec`` from scratch, or from ``init``'s weights (fine-tuning), and return the best
+    weights by validation accuracy (the last, or their moving average, without validation)."""
+    if spec.num_classes != len(train_set.classes):
+        raise EdgeferError(f"the ArchSpec has {spec.num_classes} outputs but the data has {len(train_set.classes)} classes", train_set.source or None)
+    if cfg.schedule not in ("onecycle", "cosine"):
+        raise EdgeferError(f"unknown schedule {cfg.schedule!r}; choose onecycle or cosine")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise EdgeferError(f"unknown precision {cfg.precision!r}; choose fp32 or bf16")
+    if init is not None and init.spec != spec:
+        raise EdgeferError("the initial model's ArchSpec differs from the one to train")
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    module = spec.build()
+    if init is not None:
+        module.load_state_dict(init.module.state_dict())
+    module = module.to(device, memory_format=torch.channels_last)
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = torch.optim.swa_utils.AveragedModel(
+            module, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    x = torch.from_numpy(prepare_input(train_set.images, input_mode)).to(device)
+    y = torch.from_numpy(train_set.labels).to(device)
+    if val_set is not None:
+        xv = torch.from_numpy(prepare_input(val_set.images, input_mode)).to(device)
+        yv = torch.from_numpy(val_set.labels).to(device)
+    weight = None
+    if cfg.class_balanced:
+        counts = torch.bincount(y, minlength=spec.num_classes).float().clamp(min=1)
+        weight = counts.sum() / (spec.num_classes * counts)
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    history: list[dict] = []
+    best_state, best_epoch, best_acc, best_loss, stale = None, 0, None, None, 0
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(description, total=cfg.epochs, status="")
+        for epoch in range(1, cfg.epochs + 1):
+            module.train()
+            order = torch.randperm(len(x), generator=generator, device=device)
+            running, seen = 0.0, 0
+            for i in range(0, len(x), cfg.batch_size):
+                idx = order[i : i + cfg.batch_size]
+                if len(idx) < 2 and spec.batchnorm:
+                    continue  # batch-norm cannot train on a single image
+                xb = augment(x[idx], cfg, generator)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    logits = module(xb.contiguous(memory_format=torch.channels_last))
+                loss = F.cross_entropy(logits.float(), y[idx], weight=weight, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(module)
+                running += loss.item() * len(idx)
+                seen += len(idx)
+            row = {"epoch": epoch, "loss": running / max(seen, 1), "lr": scheduler.get_last_lr()[0]}
+            evaluated = module if ema is None else ema.module
+            if val_set is not None:
+                row["val_accuracy"], row["val_loss"] = validate(evaluated, xv, yv)
+                # Validation accuracy saturates on small sets (CK+ reaches 100 %): break ties by loss.
+                if best_acc is None or (row["val_accuracy"], -row["val_loss"]) > (best_acc, -best_loss):
+                    best_acc, best_loss, best_epoch, stale = row["val_accuracy"], row["val_loss"], epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
+                else:
+                    stale += 1
+            history.append(row)
+            status = f"loss {row['loss']:.3f}" + (f" val {row['val_accuracy']:.3f} best {best_acc:.3f}" if val_set is not None else "")
+            bar.update(task, advance=1, status=status)
+            if cfg.patience and stale >= cfg.patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+        if ema is not None:
+            module.load_state_dict(ema.module.state_dict())
+    module = module.cpu().to(memory_format=torch.contiguous_format).eval()
+    model = FerModel(spec, module, train_set.classes, input_mode)
+    return TrainResult(model, history, best_epoch, best_acc)

@@ -1,0 +1,94 @@
+"""Training: the loss goes down, a seed fixes the weights, augmentation keeps shape and range."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from edgefer.errors import EdgeferError
+from edgefer.nn.model import FerModel
+from edgefer.nn.spec import ArchSpec
+from edgefer.nn.train import TrainConfig, augment, train
+
+SPEC = ArchSpec(filters=(8, 16), convs_per_block=1, batchnorm=True, dense=(32,), num_classes=7)
+CFG = TrainConfig(epochs=3, batch_size=32, lr=5e-3, seed=0, device="cpu")
+
+
+def _state(model: FerModel):
+    return {k: v.clone() for k, v in model.module.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def run_a(ck_train120):
+    return train(SPEC, ck_train120, None, CFG, progress=False)
+
+
+def test_training_reduces_loss(run_a, ck_train120):
+    assert len(ck_train120) == 120
+    history = run_a.history
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert all(np.isfinite(row["loss"]) for row in history)
+    assert history[0]["loss"] > history[-1]["loss"]
+    model = run_a.model
+    assert isinstance(model, FerModel)
+    assert model.classes == ck_train120.classes and model.input_mode == "gray" and model.spec == SPEC
+    assert not model.module.training
+    assert next(model.module.parameters()).device.type == "cpu"
+    assert run_a.best_val_accuracy is None and run_a.best_epoch == 3
+
+
+def test_same_seed_same_weights(run_a, ck_train120):
+    again = train(SPEC, ck_train120, None, CFG, progress=False)
+    a, b = _state(run_a.model), _state(again.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["loss"] for r in run_a.history] == [r["loss"] for r in again.history]
+
+
+def test_other_seed_other_weights(run_a, ck_train120):
+    other = train(SPEC, ck_train120, None, dataclasses.replace(CFG, seed=1, epochs=1), progress=False)
+    a, b = _state(run_a.model), _state(other.model)
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+
+
+def test_validation_tracking_and_early_stop(ck_train120, ck_small):
+    cfg = dataclasses.replace(CFG, epochs=4, patience=1, schedule="cosine", class_balanced=True, erase_prob=0.5)
+    result = train(SPEC, ck_train120, ck_small, cfg, input_mode="edges", progress=False)
+    assert 1 <= len(result.history) <= 4
+    accs = [row["val_accuracy"] for row in result.history]
+    assert all(0.0 <= a <= 1.0 for a in accs)
+    assert result.best_val_accuracy == max(accs)
+    assert result.history[result.best_epoch - 1]["val_accuracy"] == result.best_val_accuracy
+    assert result.model.input_mode == "edges"
+
+
+def test_train_argument_checks(ck_train120):
+    with pytest.raises(EdgeferError, match="outputs"):
+        train(dataclasses.replace(SPEC, num_classes=3), ck_train120, None, CFG, progress=False)
+    with pytest.raises(EdgeferError, match="schedule"):
+        train(SPEC, ck_train120, None, dataclasses.replace(CFG, schedule="step"), progress=False)
+
+
+def test_augment_keeps_shape_and_range():
+    x = torch.rand(6, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(erase_prob=0.5)
+    out = augment(x, cfg, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert not torch.allclose(out, x)  # it does change the images
+    again = augment(x, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # the generator fixes the augmentation
+
+
+def test_augment_identity_when_disabled():
+    x = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(hflip=False, rotate_deg=0.0, shift=0.0, scale=0.0, erase_prob=0.0)
+    torch.testing.assert_close(augment(x, cfg, torch.Generator().manual_seed(0)), x, atol=1e-5, rtol=0)
+
+
+def test_augment_binary_edges_stay_in_range():
+    x = (torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(2)) > 0.8).float()
+    out = augment(x, TrainConfig(), torch.Generator().manual_seed(3))
+    assert out.min() >= 0.0 and out.max() <= 1.0

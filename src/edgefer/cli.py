@@ -16,7 +16,8 @@ from edgefer.errors import EdgeferError
 
 app = typer.Typer(help="Real-time facial expression recognition at the edge.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-console = Console()
+# Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 DataOpt = typer.Option(..., "--data", help="Named dataset (ckplus, fer2013), an npz, a Kaggle fer2013.csv or an image folder.")
 DataRootOpt = typer.Option(None, "--data-root", help="Folder of named datasets (default: $EDGEFER_DATA, else ../shared/data).")
@@ -207,6 +208,21 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     console.print(f"wrote {out / 'results.json'}")
+
+
+from edgefer.live.command import live_command  # noqa: E402  (light: typer only; the pipeline loads on use)
+
+app.command("live")(live_command)
+
+
+from edgefer.snn.cli import snn_app  # noqa: E402  (light: torch loads inside the commands)
+
+app.add_typer(snn_app, name="snn")
+
+
+from edgefer.targets.command import register as register_targets  # noqa: E402  (light: runtimes load on use)
+
+register_targets(app)
 
 
 def main() -> None:

@@ -217,7 +217,7 @@ LOIHI_STUDY = ArchSpec(filters=(12, 24, 44), convs_per_block=2, downsample="stri
                        bias=False, dense=(85, 100), stem=3)
 # CK+48 VGG-like net.
 CKPLUS_CNN = ArchSpec(filters=(16, 32, 64), convs_per_block=2, downsample="maxpool", batchnorm=True,
-                      dense=(128,), dropout=0.3)
+                      dense=(128,), dropout=0.1)
 # FER2013 VGG-like net within 2 M parameters and 100 M MACs.
 FER2013_CNN = ArchSpec(filters=(32, 64, 128, 256), convs_per_block=(1, 2, 2, 2), downsample="maxpool",
                        batchnorm=True, dense=(256,), dropout=0.4, head="flatten")

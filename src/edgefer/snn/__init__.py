@@ -1,0 +1,6 @@
+"""Spiking path: CNN -> SNN conversion, time-batched simulation, Loihi quantisation, core mapping,
+modeled energy / latency (Davies et al. 2018, Table 2) and NIR export.
+
+Import the submodules (``edgefer.snn.convert``, ``.simulate``, ``.loihi``, ``.evaluate``,
+``.nir_export``); the ``edgefer snn`` commands live in ``edgefer.snn.cli``.
+"""

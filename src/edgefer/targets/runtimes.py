@@ -1,0 +1,121 @@
+"""Running artifacts in their real runtimes (onnxruntime, OpenVINO CPU, torch) and timing them."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgefer.errors import EdgeferError
+from edgefer.targets.base import Artifact
+from edgefer.targets.export import dequantize_output, need, quantize_input
+
+
+def _file(artifact: Artifact) -> Path:
+    path = Path(artifact.path)
+    if not path.is_file():
+        raise EdgeferError("artifact file is missing", path)
+    return path
+
+
+def onnx_session(artifact: Artifact, threads: int | None = None):
+    ort = need("onnxruntime")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    path = _file(artifact)
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own exception types)
+        raise EdgeferError(f"corrupt or unreadable ONNX artifact ({str(exc).splitlines()[0][:200]})", path) from None
+
+
+def openvino_model(artifact: Artifact, threads: int | None = None):
+    ov = need("openvino")
+    path = _file(artifact)
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    try:
+        return core.compile_model(core.read_model(str(path)), "CPU", config)
+    except Exception as exc:  # noqa: BLE001
+        raise EdgeferError(f"corrupt or unreadable OpenVINO IR ({str(exc).splitlines()[0][:200]})", path) from None
+
+
+def make_runner(artifact: Artifact, threads: int | None = None):
+    """A function mapping one prepared float input (1 x C x H x W) to float logits (1 x K)."""
+    if artifact.format in ("onnx", "onnx-int8-qdq"):
+        session = onnx_session(artifact, threads)
+        name = session.get_inputs()[0].name
+        if artifact.format == "onnx-int8-qdq":
+            q = artifact.quantization
+            return lambda x: dequantize_output(
+                session.run(None, {name: quantize_input(x, q["input_scale"], q["input_zero_point"])})[0],
+                q["output_scale"], q["output_zero_point"])
+        return lambda x: session.run(None, {name: x.astype(np.float32)})[0]
+    if artifact.format == "openvino-ir":
+        compiled = openvino_model(artifact, threads)
+        return lambda x: np.asarray(compiled(x.astype(np.float32))[0])
+    raise EdgeferError(f"unknown artifact format {artifact.format!r}", artifact.path)
+
+
+def run_artifact(artifact: Artifact, inputs: np.ndarray) -> np.ndarray:
+    """Logits for prepared inputs N x C x H x W, one image per call (the artifacts are batch 1)."""
+    inputs = np.asarray(inputs, dtype=np.float32)
+    expected = tuple(artifact.input_shape[1:])
+    if inputs.ndim != 4 or inputs.shape[1:] != expected:
+        raise EdgeferError(f"inputs of shape {inputs.shape}, the artifact takes N x {' x '.join(map(str, expected))}")
+    runner = make_runner(artifact)
+    out = [runner(x[None]) for x in inputs]
+    return np.concatenate(out) if out else np.zeros((0, len(artifact.classes)), np.float32)
+
+
+def timing_stats(seconds: list[float]) -> dict:
+    ordered = sorted(seconds)
+
+    def pct(q):
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+    return {"runs": len(ordered), "median_s": statistics.median(ordered), "p90_s": pct(0.90), "p99_s": pct(0.99),
+            "min_s": ordered[0], "mean_s": statistics.fmean(ordered)}
+
+
+def time_calls(call, warmup: int = 20, runs: int = 200, sync=None) -> dict:
+    """Wall-clock latency of ``call()``: warm-up first, then ``runs`` timed calls one by one."""
+    for _ in range(warmup):
+        call()
+    if sync:
+        sync()
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        if sync:
+            sync()
+        seconds.append(time.perf_counter() - start)
+    return timing_stats(seconds)
+
+
+class pinned_threads:
+    """Pins this process to the first ``threads`` CPUs it may use (restored on exit) and reports them."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.before = None
+        self.cpus: list[int] = []
+
+    def __enter__(self):
+        if hasattr(os, "sched_getaffinity"):
+            self.before = os.sched_getaffinity(0)
+            self.cpus = sorted(self.before)[: self.threads]
+            os.sched_setaffinity(0, self.cpus)
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            os.sched_setaffinity(0, self.before)
+        return False

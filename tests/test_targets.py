@@ -1,0 +1,261 @@
+"""Edge targets: exports through each real runtime, the Edge TPU / int8 checks, bad artifacts,
+measured host timing, and the analytical cost models against published measurements."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgefer.errors import EdgeferError
+from edgefer.nn.model import FerModel
+from edgefer.nn.spec import ArchSpec
+from edgefer.targets import TARGET_NAMES, Artifact, Target, all_targets, get_target
+from edgefer.targets import costmodel
+from edgefer.targets.base import errors_of
+from edgefer.targets.coral import edgetpu_mapping
+from edgefer.targets.layers import op_table
+
+CLASSES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
+MODELED = ("rpi4", "ncs2", "jetson-nano", "coral")
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> FerModel:
+    torch.manual_seed(0)
+    spec = ArchSpec(filters=(4, 8), convs_per_block=1, dense=(16,), dropout=0.1)
+    model = FerModel(spec, spec.build(), CLASSES)
+    with torch.no_grad():  # non-trivial batch-norm statistics, so that folding them is exercised
+        for module in model.module.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def inputs() -> np.ndarray:
+    return np.random.default_rng(1).random((24, 1, 48, 48), dtype=np.float32)
+
+
+def _export(target_name, model, folder, calibration):
+    target = get_target(target_name)
+    if not target.available()[0]:
+        pytest.skip(target.available()[1])
+    return target, target.export(model, folder / target_name, calibration=calibration)
+
+
+# --- registry and protocol -------------------------------------------------------------------------
+def test_unknown_target_is_a_clear_error():
+    with pytest.raises(EdgeferError, match="unknown target 'tpu-v9'"):
+        get_target("tpu-v9")
+
+
+def test_every_target_describes_what_is_measured():
+    assert all(isinstance(t, Target) for t in all_targets())  # the protocol every caller relies on
+    rows = [t.describe() for t in all_targets()]
+    assert [r["target"] for r in rows] == list(TARGET_NAMES)
+    assert {r["target"]: r["latency"] for r in rows} == {
+        "host": "measured", "gpu": "measured", "rpi4": "modeled", "ncs2": "modeled", "jetson-nano": "modeled", "coral": "modeled"}
+
+
+# --- real exports and runtimes ---------------------------------------------------------------------
+@pytest.mark.parametrize("name,tolerance", [("host", 1e-4), ("rpi4", 1e-4), ("jetson-nano", 1e-4), ("ncs2", 2e-2)])
+def test_float_exports_match_torch(tiny_model, inputs, tmp_path, name, tolerance):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    if name == "ncs2":
+        pytest.importorskip("openvino")
+    target, artifact = _export(name, tiny_model, tmp_path, None)
+    assert artifact.path.is_file() and (artifact.path.parent / "artifact.json").is_file()
+    logits = target.run(Artifact.load(artifact.path.parent), inputs)
+    expected = tiny_model.logits(inputs)
+    scale = np.abs(expected).max()
+    assert np.abs(logits - expected).max() <= tolerance * max(scale, 1.0)
+    assert target.check(artifact) == []
+
+
+def test_onnx_export_is_static_batch_one_and_checked(tiny_model, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    _, artifact = _export("rpi4", tiny_model, tmp_path, None)
+    model = onnx.load(str(artifact.path))
+    onnx.checker.check_model(model, full_check=True)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 1, 48, 48]
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}  # folded into the convs
+
+
+def test_ncs2_ir_has_fp16_weights(tiny_model, tmp_path):
+    pytest.importorskip("openvino")
+    _, artifact = _export("ncs2", tiny_model, tmp_path, None)
+    xml = artifact.path.read_text()
+    assert artifact.precision == "fp16" and 'element_type="f16"' in xml and artifact.path.with_suffix(".bin").is_file()
+
+
+def test_coral_int8_artifact_is_full_integer_and_accurate(tiny_model, inputs, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime.quantization")
+    coral, artifact = _export("coral", tiny_model, tmp_path, inputs)
+    graph = onnx.load(str(artifact.path)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT8
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT8
+    assert {"Conv", "Gemm", "MaxPool"} <= {n.op_type for n in graph.node}
+    assert all(init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT)
+               for init in graph.initializer)  # weights int8, biases int32, float only for scales
+    assert errors_of(coral.check(artifact)) == []
+    logits = coral.run(artifact, inputs)
+    expected = tiny_model.logits(inputs)
+    assert np.abs(logits - expected).max() < 0.1 * np.abs(expected).max()
+    assert np.mean(logits.argmax(1) == expected.argmax(1)) >= 0.9
+
+
+def test_coral_rejects_a_float_artifact(tiny_model, inputs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    _, float_artifact = _export("rpi4", tiny_model, tmp_path, None)
+    coral = get_target("coral")
+    rules = {v.rule for v in errors_of(coral.check(float_artifact))}
+    assert "artifact-format" in rules
+    float_artifact.format = "onnx-int8-qdq"  # a float graph labelled int8 is still caught by the graph check
+    assert "all-int8" in {v.rule for v in errors_of(coral.check(float_artifact))}
+    with pytest.raises(EdgeferError, match="violates coral constraints"):
+        coral.run(float_artifact, inputs)
+
+
+def test_corrupt_and_missing_artifacts_are_clear_errors(tiny_model, inputs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    target, artifact = _export("rpi4", tiny_model, tmp_path, None)
+    artifact.path.write_bytes(b"not an onnx file")
+    with pytest.raises(EdgeferError, match="corrupt or unreadable ONNX"):
+        target.run(artifact, inputs)
+    with pytest.raises(EdgeferError, match="not an exported edgefer artifact"):
+        Artifact.load(tmp_path / "nowhere")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "artifact.json").write_text("{broken")
+    with pytest.raises(EdgeferError, match="corrupt artifact manifest"):
+        Artifact.load(tmp_path / "bad")
+
+
+def test_wrong_input_shape_is_a_clear_error(tiny_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    target, artifact = _export("rpi4", tiny_model, tmp_path, None)
+    with pytest.raises(EdgeferError, match="the artifact takes N x 1 x 48 x 48"):
+        target.run(artifact, np.zeros((2, 48, 48), np.float32))
+
+
+def test_gpu_target_refuses_without_cuda(tiny_model, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the refusal path is not reachable")
+    gpu = get_target("gpu")
+    assert [v.rule for v in gpu.check(tiny_model.spec)] == ["cuda"]
+    with pytest.raises(EdgeferError, match="no CUDA device"):
+        gpu.export(tiny_model, tmp_path)
+
+
+def test_host_latency_is_measured_with_pinned_threads(tiny_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    host = get_target("host", threads=1, runs=200, warmup=5)
+    _, artifact = _export("host", tiny_model, tmp_path, None)
+    cost = host.cost(artifact)
+    b = cost.breakdown
+    assert cost.source == "measured" and b["runs"] == 200 and b["threads"] == 1 and len(b["pinned_cpus"]) == 1
+    assert 0 < b["min_s"] <= b["median_s"] <= b["p90_s"] <= b["p99_s"]
+    assert cost.latency_s == b["median_s"] and cost.power_w is None and cost.energy_j is None
+
+
+# --- checks ---------------------------------------------------------------------------------------
+def test_edgetpu_mapping_falls_back_after_the_first_unsupported_op():
+    problems = edgetpu_mapping([("c1", "CONV_2D"), ("g", "GELU"), ("c2", "CONV_2D"), ("bn", None), ("fc", "FULLY_CONNECTED")])
+    assert [(v.rule, v.layer) for v in problems] == [("edgetpu-op", "g"), ("cpu-fallback", "c2"), ("cpu-fallback", "fc")]
+    assert all(v.severity == "warning" for v in problems)
+
+
+def test_every_arch_layer_maps_to_an_edgetpu_op(tiny_model):
+    assert get_target("coral").check(tiny_model.spec) == []
+    avg = ArchSpec(filters=(4,), convs_per_block=1, downsample="avgpool", head="avg", dense=())
+    assert get_target("coral").check(avg) == []
+
+
+def test_coral_flags_weights_beyond_the_onchip_sram():
+    big = ArchSpec(filters=(8,), convs_per_block=1, dense=(2000,))  # 8*24*24*2000 = 9.2 M int8 weights
+    warnings = get_target("coral").check(big)
+    assert [v.rule for v in warnings] == ["sram"] and warnings[0].severity == "warning"
+    cost = get_target("coral").cost(big)
+    assert cost.breakdown["weight_stream_s"] > 0
+
+
+# --- cost models ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", MODELED)
+def test_modeled_costs_are_labelled_and_consistent(tiny_model, name):
+    cost = get_target(name).cost(tiny_model.spec)
+    assert cost.source == "modeled" and cost.latency_s > 0 and cost.citations
+    assert cost.energy_j == pytest.approx(cost.power_w * cost.latency_s)
+    terms = {k: v for k, v in cost.breakdown.items() if k.endswith("_s")}
+    assert sum(terms.values()) == pytest.approx(cost.latency_s)
+    if name in ("ncs2", "coral"):
+        assert terms["link_s"] > 0  # the input and output cross USB
+    bigger = ArchSpec(filters=(16, 32), convs_per_block=2, dense=(64,))
+    assert get_target(name).cost(bigger).latency_s > cost.latency_s
+
+
+def test_per_layer_model_equals_the_aggregate_model_on_uniform_layers():
+    model = costmodel.fitted_model("rpi4")
+    layers = [{"name": f"l{i}", "kind": "conv", "macs": 1e7, "params": 1e4, "in_values": 0, "out_values": 0} for i in range(5)]
+    per_layer = costmodel.layer_latency(model, layers, 0, 0)["latency_s"]
+    assert per_layer == pytest.approx(float(costmodel.aggregate_latency(model, 5e7, 5e4, 5, 0, 0)))
+
+
+def test_fallback_layers_cost_extra():
+    model = costmodel.fitted_model("coral")
+    layers = op_table(ArchSpec(filters=(8, 16), convs_per_block=1, dense=(32,)).build())
+    names = {r["name"] for r in layers if r["kind"] == "dense"}
+    on_tpu = costmodel.layer_latency(model, layers, 48 * 48, 7)
+    fallen = costmodel.layer_latency(model, layers, 48 * 48, 7, unsupported=names)
+    assert fallen["terms"]["fallback_s"] > 0 and fallen["latency_s"] > on_tpu["latency_s"]
+
+
+def test_every_constant_and_point_is_cited():
+    cites = costmodel.citations()
+    for device, table in costmodel.device_table().items():
+        for key, entry in table.items():
+            if isinstance(entry, dict):
+                assert entry["citation"] in cites, (device, key)
+                assert entry["kind"] in ("datasheet", "published", "assumed", "fitted-default"), (device, key)
+    for point in costmodel.published_points():
+        assert point["citation"] in cites and point["split"] in ("fit", "holdout")
+
+
+@pytest.mark.parametrize("device", ["coral", "jetson-nano", "rpi4"])
+def test_cost_model_predicts_published_points(device):
+    report = costmodel.validation_report(device)
+    assert report["n_fit"] >= 2 and report["n_holdout"] >= 1
+    assert report["mdape_all"] <= 0.30, report
+
+
+def test_held_out_points_never_enter_the_fit(monkeypatch):
+    before = {d: costmodel.fitted_model(d) for d in ("coral", "rpi4", "jetson-nano")}
+    fit_only = tuple(p for p in costmodel.published_points() if p["split"] == "fit")
+    altered = fit_only + tuple({**p, "latency_s": p["latency_s"] * 10} for p in costmodel.published_points()
+                               if p["split"] == "holdout")
+    monkeypatch.setattr(costmodel, "published_points", lambda: altered)
+    costmodel.fitted_model.cache_clear()
+    try:
+        for device, model in before.items():
+            assert costmodel.fitted_model(device) == model
+        assert costmodel.validation_report("coral")["mdape_holdout"] > 0.8  # the altered (x10) points do count there
+    finally:
+        costmodel.fitted_model.cache_clear()
+
+
+def test_device_without_points_reports_unvalidated():
+    report = costmodel.validation_report("ncs2")
+    assert report["status"].startswith("unvalidated") and report["mdape_all"] is None
+
+
+def test_an_artifact_folder_can_be_moved(tiny_model, inputs, tmp_path):
+    pytest.importorskip("onnxruntime")
+    target, artifact = _export("rpi4", tiny_model, tmp_path, None)
+    moved = artifact.path.parent.rename(tmp_path / "copied-to-the-pi")
+    logits = target.run(Artifact.load(moved), inputs[:2])
+    assert np.allclose(logits, tiny_model.logits(inputs[:2]), atol=1e-4)

@@ -207,6 +207,30 @@ def test_onnxruntime_matches_torch(images_dir):
                                atol=1e-5)
 
 
+def test_openvino_matches_torch(images_dir):
+    pytest.importorskip("openvino")
+    from edgefer.data.faces import crop_face, detect_faces
+    from edgefer.data.preprocess import prepare_input
+    from edgefer.live.backends import make_classifier
+    from edgefer.nn.zoo import load_model
+
+    model = load_model(MODEL)
+    gray = cv2.imread(str(images_dir / "multi_face.jpg"), cv2.IMREAD_GRAYSCALE)
+    inputs = prepare_input(np.stack([crop_face(gray, b) for b in detect_faces(gray)]), model.input_mode)
+    ov_probs = make_classifier(model, "openvino").predict_proba(inputs)
+    np.testing.assert_allclose(ov_probs, make_classifier(model, "torch").predict_proba(inputs), atol=1e-3)
+
+
+def test_snn_backend_labels_faces_of_a_video(video_dir):
+    """The spiking backend runs the Loihi-style net end to end; its labels are spike-count argmaxes."""
+    from edgefer.live.pipeline import LiveConfig, run_live
+
+    summary = run_live(str(video_dir / "single_face.mp4"),
+                       LiveConfig(model="ckplus-loihi", backend="snn", max_frames=6, detect_every=3))
+    assert summary["backend"] == "snn"
+    assert summary["faces"] > 0
+
+
 # --- tracking and smoothing -------------------------------------------------------------------------
 
 def test_iou_and_nested_box_suppression():

@@ -1,17 +1,15 @@
 """Classifier backends for the live pipeline: one call per frame takes every face of that frame.
 
-``torch`` runs the FerModel's module directly. ``onnxruntime`` exports it once with
-``torch.onnx.export`` (dynamic batch) into a cache keyed by the weights and runs it with ONNX
-Runtime's CPU provider, which is several times faster per small batch than eager torch.
+``torch`` runs the FerModel's module directly. ``onnxruntime`` exports it once (the targets'
+exporter, dynamic batch) into a cache keyed by the weights and runs it with ONNX Runtime's CPU
+provider, which is several times faster per small batch than eager torch.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,8 +20,9 @@ from edgefer.errors import EdgeferError
 if TYPE_CHECKING:
     from edgefer.nn.model import FerModel
 
-BACKENDS = ("auto", "onnxruntime", "torch")
-ONNX_OPSET = 18
+# tflite is not offered: litert-torch cannot be installed beside the pinned stack (see README).
+BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "snn")
+SNN_TIMESTEPS = 50  # the study's 50 steps of 1 ms per image
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -82,37 +81,6 @@ def _weights_digest(model: FerModel) -> str:
     return digest.hexdigest()[:20]
 
 
-def export_onnx(model: FerModel, path: Path) -> Path:
-    """Export the model's module to ONNX with a dynamic batch dimension (written atomically)."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")
-    example = torch.zeros(1, model.spec.in_channels, model.spec.input_size, model.spec.input_size)
-    module = model.module.cpu().eval()
-    # The exporter logs about optional torchvision ops and deprecations; none concern this model.
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")]
-    levels = [logger.level for logger in quiet]
-    try:
-        for logger in quiet:
-            logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            batch = torch.export.Dim("batch", min=1, max=4096)
-            torch.onnx.export(module, (example,), str(tmp), input_names=["input"], output_names=["logits"],
-                              dynamic_shapes=({0: batch},),
-                              opset_version=ONNX_OPSET, dynamo=True, external_data=False, verbose=False)
-    except Exception as exc:  # the exporter raises many types; the user needs one clear line
-        tmp.unlink(missing_ok=True)
-        raise EdgeferError(f"ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                           "use --backend torch", path) from None
-    finally:
-        for logger, level in zip(quiet, levels):
-            logger.setLevel(level)
-    tmp.replace(path)
-    return path
-
-
 class OnnxRuntimeClassifier(Classifier):
     name = "onnxruntime"
 
@@ -123,11 +91,7 @@ class OnnxRuntimeClassifier(Classifier):
         except ImportError:
             raise EdgeferError("the onnxruntime backend needs the onnxruntime package (pip install onnxruntime), "
                                "or use --backend torch") from None
-        if onnx_path is None:
-            onnx_path = cache_dir() / "onnx" / f"{_weights_digest(model)}.onnx"
-            if not onnx_path.is_file():
-                export_onnx(model, onnx_path)
-        self.onnx_path = onnx_path
+        self.onnx_path = onnx_path or _cached_onnx(model)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -137,13 +101,69 @@ class OnnxRuntimeClassifier(Classifier):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise EdgeferError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})", onnx_path) from None
+            raise EdgeferError(f"ONNX Runtime cannot load the model ({str(exc).splitlines()[0]})", self.onnx_path) from None
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: inputs})[0]
+
+
+def _cached_onnx(model: FerModel) -> Path:
+    """The model as dynamic-batch ONNX, exported once into the cache (keyed by the weights)."""
+    onnx_path = cache_dir() / "onnx" / f"{_weights_digest(model)}.onnx"
+    if not onnx_path.is_file():
+        from edgefer.targets.export import export_onnx
+
+        export_onnx(model, onnx_path, dynamic_batch=True)
+    return onnx_path
+
+
+class OpenVinoClassifier(Classifier):
+    """OpenVINO's CPU plugin on the same cached ONNX export (FP32; the NCS2 target exports FP16 IR)."""
+
+    name = "openvino"
+
+    def __init__(self, model: FerModel, threads: int | None = None):
+        super().__init__(model)
+        from edgefer.targets.export import need
+
+        ov = need("openvino")
+        core = ov.Core()
+        onnx_path = _cached_onnx(model)
+        # FP32 compute: on CPUs with AVX512-BF16 the plugin otherwise runs in bf16.
+        config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+        try:
+            self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        except Exception as exc:  # noqa: BLE001  (OpenVINO raises its own exception types)
+            raise EdgeferError(f"OpenVINO cannot compile the model ({str(exc).splitlines()[0][:200]})", onnx_path) from None
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.compiled(inputs)[0])
+
+
+class SpikingClassifier(Classifier):
+    """The model converted to a rate-coded spiking network (Loihi precision), simulated for
+    ``SNN_TIMESTEPS`` steps per face; probabilities are the softmax of output spike counts."""
+
+    name = "snn"
+
+    def __init__(self, model: FerModel, threads: int | None = None):
+        super().__init__(model)
+        import torch
+
+        from edgefer.snn.evaluate import build_snn
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.net = build_snn(model)
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        from edgefer.snn.evaluate import run_snn
+
+        result = run_snn(self.net, inputs, SNN_TIMESTEPS, record=False)
+        return result.counts.float().numpy()
 
 
 def make_classifier(model: FerModel, backend: str = "auto", threads: int | None = None) -> Classifier:
@@ -152,6 +172,10 @@ def make_classifier(model: FerModel, backend: str = "auto", threads: int | None 
         return TorchClassifier(model, threads)
     if backend == "onnxruntime":
         return OnnxRuntimeClassifier(model, threads)
+    if backend == "openvino":
+        return OpenVinoClassifier(model, threads)
+    if backend == "snn":
+        return SpikingClassifier(model, threads)
     if backend == "auto":
         try:
             return OnnxRuntimeClassifier(model, threads)

@@ -15,7 +15,7 @@ def live_command(
     model: str = typer.Option("fer2013-cnn", "--model", help="Shipped model name or checkpoint path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Annotated output: a video (.mp4 .avi .mkv .mov), an image (one photo), or a folder."),
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="JSON lines, one per frame: frame, time, faces (track, box, label, confidence, probabilities)."),
-    backend: str = typer.Option("auto", "--backend", help="auto (onnxruntime when installed, else torch) | onnxruntime | torch."),
+    backend: str = typer.Option("auto", "--backend", help="auto (onnxruntime when installed, else torch) | onnxruntime | openvino | torch | snn (spiking, Loihi-style nets only)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Classifier threads (default: the backend's)."),
     detect_every: int = typer.Option(8, "--detect-every", help="Run the face detector on every N-th frame; boxes are reused in between."),
     detect_width: int = typer.Option(256, "--detect-width", help="Width the frame is shrunk to for detection (0: full frame)."),

@@ -11,13 +11,11 @@ so the label does not flicker from frame to frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from edgefer.data.faces import Box
-from edgefer.errors import EdgeferError
+from edgefer.data.faces import Box, detect_faces
 
 MATCH_IOU = 0.3
 BOX_BLEND = 0.3  # weight of the previous box when a track is re-detected: damps Haar's jitter
@@ -51,29 +49,13 @@ def suppress_nested(boxes: list[Box], overlap: float = 0.5) -> list[Box]:
     return kept
 
 
-@lru_cache(maxsize=1)
-def _cascade() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise EdgeferError("OpenCV's Haar face cascade could not be loaded", path)
-    return cascade
-
-
 def detect_scaled(gray: np.ndarray, detect_width: int | None, scale_factor: float = 1.1) -> list[Box]:
-    """Haar faces of ``gray`` found on a copy at most ``detect_width`` wide, in full-frame pixels.
-
-    Same cascade, histogram equalisation, neighbours and minimum size rule as
-    ``edgefer.data.faces.detect_faces``; ``scale_factor`` (pyramid step) trades recall for speed.
-    """
+    """Haar faces of ``gray`` found on a copy at most ``detect_width`` wide, in full-frame pixels."""
     width = gray.shape[1]
     scale = detect_width / width if detect_width and width > detect_width else 1.0
     small = gray if scale == 1.0 else cv2.resize(gray, (detect_width, max(1, round(gray.shape[0] * scale))),
                                                  interpolation=cv2.INTER_AREA)
-    min_size = max(24, min(small.shape) // 12)
-    found = _cascade().detectMultiScale(cv2.equalizeHist(small), scaleFactor=scale_factor, minNeighbors=5,
-                                        minSize=(min_size, min_size))
-    boxes = [tuple(int(round(v / scale)) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+    boxes = [tuple(int(round(v / scale)) for v in box) for box in detect_faces(small, scale_factor=scale_factor)]
     return suppress_nested(boxes)
 
 

@@ -53,6 +53,11 @@ class Recipe:
     init_recipe: str | None = None  # fine-tunes the weights of this recipe's model (``--init``)
 
 
+# The study's 75/10/15 random split (seed 123) and the Loihi net's training, shared by recipes.
+_STUDY_SPLIT = SplitPlan("study", seed=123, test_fraction=0.15, val_fraction=0.10)
+_LOIHI_TRAINING = TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.05,
+                              clip_grad_norm=5.0, seed=0)
+
 RECIPES = {
     "ckplus-cnn": Recipe(
         "ckplus", "vgg-ckplus", "gray",
@@ -60,21 +65,19 @@ RECIPES = {
         # a sequence that sit in the training set is what scores (see README, "leakage").
         TrainConfig(epochs=60, batch_size=32, lr=3e-3, weight_decay=5e-4, rotate_deg=5.0, shift=0.05, scale=0.05,
                     seed=0),
-        SplitPlan("study", seed=123, test_fraction=0.15, val_fraction=0.10),
+        _STUDY_SPLIT,
         "VGG-like CNN for CK+48, the study's random 75/10/15 split",
     ),
     "ckplus-loihi": Recipe(
         "ckplus", "loihi-study", "gray",
-        TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.05,
-                    clip_grad_norm=5.0, seed=0),
-        SplitPlan("study", seed=123, test_fraction=0.15, val_fraction=0.10),
+        _LOIHI_TRAINING,
+        _STUDY_SPLIT,
         "the study's Loihi-compatible net (no bias, no pooling, ReLU) for CK+48",
     ),
     "ckplus-loihi-edges": Recipe(
         "ckplus", "loihi-study", "edges",
-        TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.05,
-                    clip_grad_norm=5.0, seed=0),
-        SplitPlan("study", seed=123, test_fraction=0.15, val_fraction=0.10),
+        _LOIHI_TRAINING,
+        _STUDY_SPLIT,
         "the study's Loihi-compatible net trained on Canny edge maps of CK+48 (the study's sparse SNN input)",
     ),
     "fer2013-cnn-base": Recipe(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -26,22 +27,28 @@ def need(module: str, package: str | None = None):
         raise EdgeferError(f"this needs the optional package {package or module!r} (pip install {package or module})") from None
 
 
-def export_onnx(model, path: str | Path) -> Path:
-    """FP32 ONNX with a static batch-1 input (edge compilers want static shapes), checked by onnx."""
+def export_onnx(model, path: str | Path, dynamic_batch: bool = False) -> Path:
+    """FP32 ONNX, checked by onnx, written atomically. Static batch 1 by default (edge compilers
+    want static shapes); ``dynamic_batch`` for hosts that classify all faces of a frame at once."""
     onnx = need("onnx")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.onnx")
     spec = model.spec
     dummy = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     module = model.module.cpu().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(module, dummy, str(path), input_names=["input"], output_names=["logits"],
-                          opset_version=OPSET, dynamo=False)
+    dynamic_axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     try:
-        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    except Exception as exc:  # noqa: BLE001  (the checker raises several types)
-        raise EdgeferError(f"exported ONNX fails the ONNX checker ({exc})", path) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(module, dummy, str(tmp), input_names=["input"], output_names=["logits"],
+                              opset_version=OPSET, dynamo=False, dynamic_axes=dynamic_axes)
+        onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+    except Exception as exc:  # noqa: BLE001  (the exporter and the checker raise many types)
+        tmp.unlink(missing_ok=True)
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdgeferError(f"ONNX export failed ({first_line})", path) from None
+    tmp.replace(path)
     return path
 
 

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 
 import cv2
 import numpy as np
@@ -389,6 +389,8 @@ def test_camera_source_drops_stale_frames_instead_of_lagging(monkeypatch, video_
 
     images = read_video(video_dir / "single_face.mp4")[:40]
 
+    camera_done = threading.Event()
+
     class FakeCamera(FrameSource):
         kind = "camera"
         fps = 30.0
@@ -396,11 +398,18 @@ def test_camera_source_drops_stale_frames_instead_of_lagging(monkeypatch, video_
         def __iter__(self):
             for index, image in enumerate(images):
                 yield Frame(index, index / 30.0, image)
+            camera_done.set()
+
+    def slow_consumer(frame, faces):
+        processed.append(frame.index)
+        # The first frame is held until the camera has delivered every frame: the consumer is
+        # certainly behind, whatever the machine's speed.
+        if frame.index == 0:
+            assert camera_done.wait(timeout=60)
 
     monkeypatch.setattr(pipeline_module, "open_source", lambda spec: FakeCamera("camera 0"))
     processed = []
-    summary = run_live("0", LiveConfig(model=MODEL, backend="torch"),
-                       on_frame=lambda frame, faces: (processed.append(frame.index), time.sleep(0.03)))
+    summary = run_live("0", LiveConfig(model=MODEL, backend="torch"), on_frame=slow_consumer)
     assert summary["kind"] == "camera"
     assert summary["dropped_frames"] > 0
     assert summary["frames"] + summary["dropped_frames"] == len(images)

@@ -143,16 +143,28 @@ def _hardware(device: str) -> dict:
     return {"device": resolved.type, "name": name, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def heldout_test_set(model: FerModel, data_root=None) -> FaceDataset:
-    """The test images a model never saw, rebuilt from its card (dataset and split plan)."""
+def _recorded_plan(model: FerModel) -> tuple[str, SplitPlan]:
     dataset = model.info.get("data", {}).get("dataset")
     plan = model.info.get("split")
     if not dataset or not plan:
-        raise EdgeferError("the model's card does not record its dataset and split; pass --data instead")
-    plan = SplitPlan(**plan)
+        raise EdgeferError("the model's card does not record its dataset and split; pass the data explicitly")
+    return dataset, SplitPlan(**plan)
+
+
+def heldout_test_set(model: FerModel, data_root=None) -> FaceDataset:
+    """The test images a model never saw, rebuilt from its card (dataset and split plan)."""
+    dataset, plan = _recorded_plan(model)
     if plan.protocol == "official":
         return load_dataset(dataset, "test", data_root)
     return split_dataset(load_dataset(dataset, None, data_root), plan)[2]
+
+
+def training_set(model: FerModel, data_root=None) -> FaceDataset:
+    """The images a model was trained on, rebuilt from its card: what calibration may look at."""
+    dataset, plan = _recorded_plan(model)
+    if plan.protocol == "official":
+        return split_dataset(load_dataset(dataset, "train", data_root), plan, load_dataset(dataset, "test", data_root))[0]
+    return split_dataset(load_dataset(dataset, None, data_root), plan)[0]
 
 
 def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto", progress: bool = True,

@@ -388,20 +388,11 @@ def quantise_loihi(net: SpikingNet, weight_bits: int = 8, headroom_bits: int = 3
 
 def calibration_inputs(model, input_mode: str | None = None, limit: int = 256, data_root=None) -> tuple[np.ndarray, str]:
     """Prepared training images of a model (rebuilt from its card) for threshold normalisation."""
-    from edgefer.data.loaders import load_dataset
     from edgefer.data.preprocess import prepare_input
-    from edgefer.nn.recipes import SplitPlan, split_dataset
+    from edgefer.nn.recipes import training_set
 
-    dataset = model.info.get("data", {}).get("dataset")
-    plan = model.info.get("split")
-    if not dataset or not plan:
-        raise EdgeferError("the model's card does not record its training data and split; cannot calibrate the "
-                           "spiking thresholds")
-    plan = SplitPlan(**plan)
-    if plan.protocol == "official":
-        train = split_dataset(load_dataset(dataset, "train", data_root), plan, load_dataset(dataset, "test", data_root))[0]
-    else:
-        train = split_dataset(load_dataset(dataset, None, data_root), plan)[0]
+    train = training_set(model, data_root)
+    dataset = model.info["data"]["dataset"]
     # An evenly spaced subset: deterministic and spread over the classes' file order.
     index = np.linspace(0, len(train) - 1, min(limit, len(train))).round().astype(int)
     return prepare_input(train.images[index], input_mode or model.input_mode), f"{dataset} training split ({len(index)} images)"

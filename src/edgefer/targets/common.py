@@ -35,18 +35,10 @@ def spec_of(subject) -> ArchSpec:
 def calibration_inputs(model, n: int = 300, seed: int = 0) -> np.ndarray:
     """Representative inputs for int8 calibration: images of the model's own training split (never its
     test set), prepared in its input mode."""
-    from edgefer.data.loaders import load_dataset
     from edgefer.data.preprocess import prepare_input
-    from edgefer.nn.recipes import SplitPlan, split_dataset
+    from edgefer.nn.recipes import training_set
 
-    dataset, plan = model.info.get("data", {}).get("dataset"), model.info.get("split")
-    if not dataset or not plan:
-        raise EdgeferError("the model's card records no dataset/split to calibrate on; pass calibration inputs")
-    plan = SplitPlan(**plan)
-    if plan.protocol == "official":
-        train = split_dataset(load_dataset(dataset, "train"), plan, load_dataset(dataset, "test"))[0]
-    else:
-        train = split_dataset(load_dataset(dataset, None), plan)[0]
+    train = training_set(model)
     pick = np.random.default_rng(seed).permutation(len(train))[:n]
     return prepare_input(train.images[pick], model.input_mode)
 

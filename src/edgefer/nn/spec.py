@@ -9,6 +9,7 @@ flattens (or global-average-pools) into dense layers, then the class layer.
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -169,45 +170,48 @@ class ArchSpec:
         }
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[dict]:
-    """Walk a model once with hooks; count MACs of convolutions and dense layers (batch 1).
-
-    Batch-norm parameters count as parameters of the layer they follow (they fold into it).
-    """
-    rows: list[dict] = []
-    hooks = []
-
-    def record(name):
-        def hook(module, inputs, output):
-            params = sum(p.numel() for p in module.parameters())
-            if isinstance(module, nn.Conv2d):
-                kh, kw = module.kernel_size
-                macs = output.numel() * (module.in_channels // module.groups) * kh * kw
-                kind = "conv"
-            elif isinstance(module, nn.Linear):
-                macs = module.in_features * module.out_features
-                kind = "dense"
-            elif isinstance(module, nn.BatchNorm2d) and rows:
-                rows[-1]["params"] += params
-                return
-            else:
-                return
-            rows.append({"name": name, "kind": kind, "output": list(output.shape[1:]), "params": params,
-                         "macs": int(macs), "neurons": int(output.numel())})
-        return hook
-
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
-            hooks.append(module.register_forward_hook(record(name)))
+def trace_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[tuple[str, nn.Module, list[int], list[int]]]:
+    """Run a model once on a zero image (batch 1) and return each leaf layer in call order as
+    (name, module, input shape, output shape), shapes without the batch dimension."""
+    calls = []
+    hooks = [module.register_forward_hook(lambda mod, inputs, output, name=name: calls.append(
+                 (name, mod, list(inputs[0].shape[1:]), list(output.shape[1:]))))
+             for name, module in model.named_modules() if name and not list(module.children())]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
+    return calls
+
+
+def layer_macs(module: nn.Module, output_shape: list[int]) -> int:
+    """Multiply-accumulates of one convolution or dense layer (0 for any other layer), batch 1."""
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return math.prod(output_shape) * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features
+    return 0
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[dict]:
+    """Convolution and dense layers with their parameters, MACs and output neurons (batch 1).
+
+    Batch-norm parameters count as parameters of the layer they follow (they fold into it).
+    """
+    rows: list[dict] = []
+    for name, module, _, output in trace_layers(model, input_shape):
+        params = sum(p.numel() for p in module.parameters())
+        if isinstance(module, nn.BatchNorm2d) and rows:
+            rows[-1]["params"] += params
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            rows.append({"name": name, "kind": "conv" if isinstance(module, nn.Conv2d) else "dense", "output": output,
+                         "params": params, "macs": layer_macs(module, output), "neurons": math.prod(output)})
     return rows
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import torch
+import math
+
 from torch import nn
+
+from edgefer.nn.spec import layer_macs, trace_layers
 
 KINDS = {nn.Conv2d: "conv", nn.Linear: "dense", nn.MaxPool2d: "pool", nn.AvgPool2d: "pool",
          nn.AdaptiveAvgPool2d: "pool", nn.BatchNorm2d: "bn", nn.ReLU: "act", nn.Flatten: "reshape",
@@ -33,35 +36,8 @@ def tflite_op(module: nn.Module) -> str | None:
 
 def op_table(module: nn.Module, input_shape=(1, 48, 48)) -> list[dict]:
     """One row per leaf layer (batch 1): name, kind, tflite op, in/out values, params, MACs."""
-    rows, hooks = [], []
-
-    def record(name, mod):
-        def hook(_, inputs, output):
-            kind = _kind(mod)
-            if kind == "conv":
-                kh, kw = mod.kernel_size
-                macs = output.numel() * (mod.in_channels // mod.groups) * kh * kw
-            elif kind == "dense":
-                macs = mod.in_features * mod.out_features
-            else:
-                macs = 0
-            rows.append({"name": name, "kind": kind, "tflite_op": tflite_op(mod), "in_shape": list(inputs[0].shape[1:]),
-                         "out_shape": list(output.shape[1:]), "in_values": int(inputs[0].numel()),
-                         "out_values": int(output.numel()), "params": int(sum(p.numel() for p in mod.parameters())),
-                         "macs": int(macs), "stride": getattr(mod, "stride", None), "dilation": getattr(mod, "dilation", None)})
-        return hook
-
-    for name, mod in module.named_modules():
-        if name and not list(mod.children()):
-            hooks.append(mod.register_forward_hook(record(name, mod)))
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            device = next(module.parameters()).device
-            module(torch.zeros(1, *input_shape, device=device))
-    finally:
-        module.train(was_training)
-        for h in hooks:
-            h.remove()
-    return rows
+    return [{"name": name, "kind": _kind(mod), "tflite_op": tflite_op(mod), "in_shape": in_shape, "out_shape": out_shape,
+             "in_values": math.prod(in_shape), "out_values": math.prod(out_shape),
+             "params": int(sum(p.numel() for p in mod.parameters())), "macs": layer_macs(mod, out_shape),
+             "stride": getattr(mod, "stride", None), "dilation": getattr(mod, "dilation", None)}
+            for name, mod, in_shape, out_shape in trace_layers(module, input_shape)]

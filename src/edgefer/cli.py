@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from edgefer.errors import EdgeferError
+from edgefer.live.command import live_command
+from edgefer.snn.cli import snn_app
+from edgefer.targets.command import register as register_targets
 
 app = typer.Typer(help="Real-time facial expression recognition at the edge.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -210,18 +213,9 @@ def demo(
     console.print(f"wrote {out / 'results.json'}")
 
 
-from edgefer.live.command import live_command  # noqa: E402  (light: typer only; the pipeline loads on use)
-
+# Commands of the other packages; their modules are light (torch and runtimes load on use).
 app.command("live")(live_command)
-
-
-from edgefer.snn.cli import snn_app  # noqa: E402  (light: torch loads inside the commands)
-
 app.add_typer(snn_app, name="snn")
-
-
-from edgefer.targets.command import register as register_targets  # noqa: E402  (light: runtimes load on use)
-
 register_targets(app)
 
 

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgefer.bench.command import register as register_bench
+from edgefer.automl.command import search_app
 from edgefer.errors import EdgeferError
 from edgefer.live.command import live_command
 from edgefer.snn.cli import snn_app
@@ -88,7 +90,7 @@ def eval_cmd(
 
 @app.command()
 def train(
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Reproduce a shipped model: ckplus-cnn, ckplus-loihi, fer2013-cnn."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Reproduce a shipped model (see `edgefer models`); recipes are listed in edgefer.nn.recipes."),
     out: Path = typer.Option(Path("runs/model.safetensors"), "--out", help="Checkpoint to write (a model card JSON lands beside it)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
     init: Optional[Path] = typer.Option(None, "--init", help="Checkpoint to fine-tune (recipes that fine-tune another)."),
@@ -177,46 +179,12 @@ def arch(name: str = typer.Argument(..., help="Preset or ArchSpec JSON file."), 
     console.print(table)
 
 
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for results.json."),
-    data_root: Optional[Path] = DataRootOpt,
-):
-    """The main job on shipped defaults: score every shipped model on its held-out test set."""
-    from edgefer.nn.evaluate import evaluate
-    from edgefer.nn.recipes import heldout_test_set
-    from edgefer.nn.zoo import load_model, shipped_models
-
-    names = shipped_models()
-    if not names:
-        raise EdgeferError("no shipped models found in the package (src/edgefer/models)")
-    rows = []
-    table = Table(title="shipped models on their held-out test sets")
-    for col in ("model", "dataset", "split", "input", "params", "MACs", "accuracy", "balanced", "n", "input sparsity"):
-        table.add_column(col, justify="left" if col in ("model", "dataset", "split", "input") else "right")
-    for name in names:
-        model = load_model(name)
-        test = heldout_test_set(model, data_root)
-        scores = evaluate(model, test)
-        size = model.summary()
-        row = {"model": name, "dataset": model.info["data"]["dataset"], "split": model.info["split"]["protocol"],
-               "input": scores["input"], "params": size["params"], "macs": size["macs"],
-               "accuracy": scores["accuracy"], "balanced_accuracy": scores["balanced_accuracy"], "n": scores["n"],
-               "input_sparsity": scores["input_sparsity"], "source": "measured"}
-        rows.append(row)
-        table.add_row(name, row["dataset"], row["split"], row["input"], f"{row['params']:,}", f"{row['macs'] / 1e6:.1f} M",
-                      f"{100 * row['accuracy']:.2f} %", f"{100 * row['balanced_accuracy']:.2f} %", str(row["n"]),
-                      f"{row['input_sparsity']:.3f}")
-    console.print(table)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    console.print(f"wrote {out / 'results.json'}")
-
-
 # Commands of the other packages; their modules are light (torch and runtimes load on use).
 app.command("live")(live_command)
 app.add_typer(snn_app, name="snn")
 register_targets(app)
+app.add_typer(search_app, name="search")
+register_bench(app)
 
 
 def main() -> None:

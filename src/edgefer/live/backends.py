@@ -7,7 +7,6 @@ provider, which is several times faster per small batch than eager torch.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -72,15 +71,6 @@ class TorchClassifier(Classifier):
             return self.module(self._torch.from_numpy(inputs)).numpy()
 
 
-def _weights_digest(model: FerModel) -> str:
-    digest = hashlib.sha256()
-    digest.update(repr(sorted(model.spec.to_dict().items())).encode())
-    for name, tensor in sorted(model.module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:20]
-
-
 class OnnxRuntimeClassifier(Classifier):
     name = "onnxruntime"
 
@@ -112,7 +102,7 @@ class OnnxRuntimeClassifier(Classifier):
 
 def _cached_onnx(model: FerModel) -> Path:
     """The model as dynamic-batch ONNX, exported once into the cache (keyed by the weights)."""
-    onnx_path = cache_dir() / "onnx" / f"{_weights_digest(model)}.onnx"
+    onnx_path = cache_dir() / "onnx" / f"{model.digest()}.onnx"
     if not onnx_path.is_file():
         from edgefer.targets.export import export_onnx
 

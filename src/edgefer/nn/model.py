@@ -6,6 +6,7 @@ edges), the class names and the scores. Loading parses JSON and tensors only: no
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,16 @@ class FerModel:
     def summary(self) -> dict:
         s = self.spec.summary()
         return {"params": s["params"], "macs": s["macs"], "neurons": s["neurons"]}
+
+    def digest(self) -> str:
+        """Identity of the network (architecture, input mode, weights): keys caches of its exports and results."""
+        digest = hashlib.sha256()
+        digest.update(repr(sorted(self.spec.to_dict().items())).encode())
+        digest.update(self.input_mode.encode())
+        for name, tensor in sorted(self.module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:20]
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

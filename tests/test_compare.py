@@ -1,0 +1,151 @@
+"""edgefer compare: results.json schema, stage cache, headline ratios, report files, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+from edgefer.bench.compare import CompareConfig, headline, run_compare
+from edgefer.bench.report import pareto_front
+from edgefer.errors import EdgeferError
+from edgefer.nn.recipes import SplitPlan
+from edgefer.nn.spec import ArchSpec
+
+ROW_KEYS = {"target", "input", "accuracy", "latency_s", "fps", "power_w", "energy_j", "source"}
+
+
+def _tiny(path, dataset="ckplus", input_mode="gray", **spec):
+    """An untrained tiny model whose card names CK+48's study split: the rows need a model, not a good one."""
+    from edgefer.nn.model import FerModel
+
+    arch = ArchSpec(**{"filters": (4, 8), "convs_per_block": 1, "dense": (16,), "num_classes": 7, **spec})
+    classes = ("happy", "contempt", "fear", "surprise", "sadness", "anger", "disgust")
+    model = FerModel(arch, arch.build(), classes, input_mode,
+                     {"name": path.stem, "data": {"dataset": dataset}, "split": SplitPlan().to_dict()})
+    return model.save(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare-models")
+    cnn = _tiny(folder / "cnn.safetensors", downsample="maxpool", batchnorm=True)
+    loihi = dict(downsample="stride2", bias=False, batchnorm=False, stem=3)
+    gray = _tiny(folder / "gray.safetensors", **loihi)
+    edges = _tiny(folder / "edges.safetensors", input_mode="edges", **loihi)
+    return {"cnn": str(cnn), "gray": str(gray), "edges": str(edges)}
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare-out")
+    config = CompareConfig(dataset="ckplus", timesteps=4, models=tiny_models)
+    first = run_compare(config, out, progress=False)
+    second = run_compare(config, out, progress=False)
+    return out, first, second
+
+
+def test_results_json_has_one_row_per_target_and_input(compared):
+    out, first, _ = compared
+    rows = json.loads((out / "results.json").read_text())
+    assert isinstance(rows, list)
+    keys = [(r["target"], r["input"]) for r in rows]
+    assert keys == [("host", "gray"), ("rpi4", "gray"), ("ncs2", "gray"), ("jetson-nano", "gray"), ("coral", "gray"),
+                    ("loihi", "gray"), ("loihi", "edges")]
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert row["status"] == "ok"
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["n"] == 141
+        assert row["fps"] == pytest.approx(1.0 / row["latency_s"])
+        assert row["source"] in ("measured", "modeled")
+    by_target = {r["target"]: r for r in rows}
+    assert by_target["host"]["source"] == "measured" and by_target["host"]["power_w"] is None
+    for name in ("rpi4", "ncs2", "jetson-nano", "coral", "loihi"):
+        row = by_target[name]
+        assert row["source"] == "modeled" and row["citations"], name
+        assert row["energy_j"] == pytest.approx(row["power_w"] * row["latency_s"], rel=1e-6)
+    assert by_target["coral"]["artifact"].endswith("int8")
+    loihi = [r for r in rows if r["target"] == "loihi"]
+    assert all(r["accuracy_source"] == "simulated" and r["layers"] and r["spikes_per_image"] >= 0 for r in loihi)
+    assert loihi[1]["input_sparsity"] > loihi[0]["input_sparsity"]  # edge maps are sparser than grayscale
+    assert first["absent_targets"].keys() == {"gpu"}
+
+
+def test_report_files_are_written_and_self_contained(compared):
+    out, first, _ = compared
+    with open(out / "results.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 7
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and html.count("data:image/png;base64,") == 5
+    assert not re.search(r'src="(?!data:)', html)  # nothing to fetch: one file carries the report
+    markdown = (out / "report.md").read_text()
+    assert "| coral | gray |" in markdown and "Headline" in markdown
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["headline"]["loihi_vs_coral"]) == {"gray", "edges"}
+    assert {p.name for p in (out / "plots").iterdir()} == {"accuracy.png", "latency_fps.png", "power_energy.png",
+                                                          "accuracy_energy.png", "spikes_per_layer.png"}
+
+
+def test_rerun_reuses_every_finished_stage(compared):
+    out, first, second = compared
+    assert first["cached_stages"] == []
+    assert second["cached_stages"] == ["host", "rpi4", "ncs2", "jetson-nano", "coral", "loihi-gray", "loihi-edges"]
+    assert (out / "results.json").read_text()  # rewritten from the cached rows
+
+
+def test_changed_inputs_recompute_only_their_stages(compared, tiny_models):
+    out, _, _ = compared
+    summary = run_compare(CompareConfig(dataset="ckplus", timesteps=3, models=tiny_models), out, progress=False)
+    assert summary["cached_stages"] == ["host", "rpi4", "ncs2", "jetson-nano", "coral"]
+    rows = json.loads((out / "results.json").read_text())
+    assert all(r["artifact"] == "SNN T=3 loihi" for r in rows if r["target"] == "loihi")
+
+
+def test_headline_ratios_and_realtime_from_rows():
+    def row(target, input_mode, power, latency, accuracy, **extra):
+        return {"target": target, "input": input_mode, "status": "ok", "power_w": power, "latency_s": latency,
+                "energy_j": power * latency, "fps": 1 / latency, "accuracy": accuracy, **extra}
+
+    rows = [row("coral", "gray", 2.0, 1e-3, 0.99),
+            row("loihi", "gray", 0.02, 10e-3, 0.98, dynamic_energy_j=1e-4, spikes_per_image=100, input_sparsity=0.0),
+            row("loihi", "edges", 0.01, 50e-3, 0.99, dynamic_energy_j=4e-4, spikes_per_image=50, input_sparsity=0.8)]
+    head = headline(rows)
+    gray = head["loihi_vs_coral"]["gray"]
+    assert gray["power_ratio"] == pytest.approx(100.0)
+    assert gray["energy_ratio"] == pytest.approx(2e-3 / 2e-4)
+    assert gray["energy_ratio_dynamic_only"] == pytest.approx(2e-3 / 1e-4)
+    assert gray["accuracy_points"] == pytest.approx(-1.0)
+    assert head["edges_vs_gray"]["spikes_change"] == pytest.approx(-0.5)
+    assert head["all_realtime"] is False and head["not_realtime"] == ["loihi/edges"]  # 20 FPS < 28
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(1.0, 0.9), (2.0, 0.95), (3.0, 0.93), (0.5, 0.5), (2.0, 0.90)]
+    assert pareto_front(points) == [3, 0, 1]
+
+
+def test_compare_rejects_bad_input(tiny_models, tmp_path):
+    with pytest.raises(EdgeferError, match="unknown dataset 'mnist'"):
+        run_compare(CompareConfig(dataset="mnist"), tmp_path / "o", progress=False)
+    fer_model = _tiny(tmp_path / "fer.safetensors", dataset="fer2013", downsample="maxpool")
+    with pytest.raises(EdgeferError, match="trained on fer2013, not ckplus"):
+        run_compare(CompareConfig(dataset="ckplus", models={**tiny_models, "cnn": str(fer_model)}), tmp_path / "o",
+                    progress=False)
+
+
+def test_demo_without_video_names_where_it_looked(tmp_path):
+    from edgefer.bench.command import demo_video
+
+    with pytest.raises(EdgeferError, match=str(tmp_path / "video" / "WolfgangLanger_Pexels.mp4")):
+        demo_video(tmp_path)
+
+
+def test_compare_cli_unknown_dataset_exits_2_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edgefer.cli", "compare", "--dataset", "mnist", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: unknown dataset 'mnist'; choose one of ckplus, fer2013" in proc.stderr

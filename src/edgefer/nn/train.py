@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -121,9 +122,12 @@ def train(
     progress: bool = True,
     description: str = "training",
     init: FerModel | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train ``spec`` from scratch, or from ``init``'s weights (fine-tuning), and return the best
-    weights by validation accuracy (the last, or their moving average, without validation)."""
+    weights by validation accuracy (the last, or their moving average, without validation).
+    ``on_epoch`` sees each epoch's history row; an exception it raises (a pruned AutoML trial) stops
+    training."""
     if spec.num_classes != len(train_set.classes):
         raise EdgeferError(f"the ArchSpec has {spec.num_classes} outputs but the data has {len(train_set.classes)} classes", train_set.source or None)
     if cfg.schedule not in ("onecycle", "cosine"):
@@ -202,6 +206,8 @@ def train(
             history.append(row)
             status = f"loss {row['loss']:.3f}" + (f" val {row['val_accuracy']:.3f} best {best_acc:.3f}" if val_set is not None else "")
             bar.update(task, advance=1, status=status)
+            if on_epoch is not None:
+                on_epoch(row)
             if cfg.patience and stale >= cfg.patience:
                 break
     if best_state is not None:

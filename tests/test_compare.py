@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from edgefer.bench.compare import CompareConfig, headline, run_compare
@@ -142,10 +146,17 @@ def test_demo_without_video_names_where_it_looked(tmp_path):
 
 
 def test_compare_cli_unknown_dataset_exits_2_without_traceback(tmp_path):
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", "edgefer.cli", "compare", "--dataset", "mnist", "--out", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: unknown dataset 'mnist'; choose one of ckplus, fer2013" in proc.stderr
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="headless Chromium not installed (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(compared):
+    out, _, _ = compared
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "render_report.py"
+    proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "report.png").stat().st_size > 10_000

@@ -115,6 +115,9 @@ def _optuna():
 
 def open_storage(url: str, heartbeat_s: int = DEFAULT_HEARTBEAT_S):
     optuna = _optuna()
+    if url.startswith("postgresql://"):
+        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the pinned driver is psycopg2.
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -208,13 +211,31 @@ def hierarchical_cost(val_accuracy: float, pdp_j: float, reference_pdp_j: float,
     return steps + pdp_j / (pdp_j + reference_pdp_j)
 
 
-def finished_count(study) -> int:
-    """Trials that trained to an end (complete or pruned by the pruner); infeasible specs and failed
-    (killed) trials do not count towards ``--trials``."""
+def trial_counts(study) -> tuple[int, int]:
+    """(finished, running): finished trials trained to an end (complete or pruned by the pruner);
+    infeasible specs and failed (killed) trials do not count towards ``--trials``."""
     from optuna.trial import TrialState
 
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-               if "infeasible" not in t.user_attrs)
+    finished = running = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
+        if t.state == TrialState.RUNNING:
+            running += 1
+        elif "infeasible" not in t.user_attrs:
+            finished += 1
+    return finished, running
+
+
+def finished_count(study) -> int:
+    return trial_counts(study)[0]
+
+
+def fail_stale_trials(study) -> None:
+    """Mark trials of killed workers (no heartbeat for the grace period) FAIL."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 class Objective:
@@ -328,11 +349,20 @@ def run_search(settings: SearchSettings) -> dict:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                TimeElapsedColumn()]
     with Progress(*columns, disable=not settings.progress) as bar:
-        done = finished_count(study)
-        task = bar.add_task(f"search {settings.study_name}", total=settings.trials, completed=done, best=best_text(study))
-        while done < settings.trials:
+        task = bar.add_task(f"search {settings.study_name}", total=settings.trials, completed=finished_count(study),
+                            best=best_text(study))
+        while True:
+            fail_stale_trials(study)
+            done, running = trial_counts(study)
+            bar.update(task, completed=done, best=best_text(study))
+            if done >= settings.trials:
+                break
             if settings.timeout_s is not None and time.time() - started >= settings.timeout_s:
                 break
+            if done + running >= settings.trials:
+                # Other workers' trials would complete the study, but one may yet fail or be infeasible.
+                time.sleep(settings.heartbeat_s)
+                continue
             ran = []
             study.optimize(objective, n_trials=1, catch=(EdgeferError,), gc_after_trial=False,
                            callbacks=[lambda _, trial: ran.append(trial)])
@@ -344,6 +374,4 @@ def run_search(settings: SearchSettings) -> dict:
                 raise EdgeferError(f"{settings.target} rejected {rejected} specs: its search space is almost all infeasible")
             if failed > settings.trials:
                 raise EdgeferError(f"{failed} trials failed; see the trial table in {settings.out}")
-            done = finished_count(study)
-            bar.update(task, completed=done, best=best_text(study))
     return write_outputs(settings, study, data, target)

@@ -62,11 +62,10 @@ class LoihiSearchTarget:
 
     name = "loihi"
 
-    def __init__(self, core_budget: int = LOIHI_CORE_BUDGET, cost_images: int = LOIHI_COST_IMAGES,
-                 timesteps: int = LOIHI_TIMESTEPS):
-        self.core_budget = core_budget
-        self.cost_images = cost_images
-        self.timesteps = timesteps
+    def __init__(self):
+        self.core_budget = LOIHI_CORE_BUDGET
+        self.cost_images = LOIHI_COST_IMAGES
+        self.timesteps = LOIHI_TIMESTEPS
         # Max-pooling has no rate-coded equivalent; the study's net has no bias (batch-norm still
         # folds into the convolution before it, as a per-neuron bias current).
         self.downsampling = ("avgpool", "stride2")

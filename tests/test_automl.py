@@ -17,6 +17,7 @@ import optuna
 import pytest
 
 from edgefer.automl.search import Budget, SearchSettings, hierarchical_cost, open_storage, open_study, run_search
+from edgefer.automl.report import show_study
 from edgefer.automl.space import suggest
 from edgefer.automl.targets import LoihiSearchTarget, search_target
 from edgefer.nn.model import FerModel
@@ -96,6 +97,8 @@ def test_search_writes_table_plot_and_best_checkpoint(tmp_path, objective):
     assert card["scores"]["test_n"] == 141 and card["cost"]["source"] == "modeled"
     values = open_study(settings, create=False).best_trials[0].values
     assert len(values) == (1 if objective == "hierarchical" else 3)
+    shown = show_study(settings)
+    assert shown["best"]["trial"] == summary["best"]["trial"] and len(shown["pareto"]) == len(summary["pareto"])
 
 
 def _cli(*args: str) -> list[str]:

@@ -204,6 +204,8 @@ def show_study(settings) -> dict:
     """The stored study's best trial and Pareto set (nothing is trained or written)."""
     from edgefer.automl.search import finished_count, open_study
 
+    if settings.storage is None and not (settings.out / "study.db").is_file():
+        raise EdgeferError("no study here (run edgefer search first, or pass --storage / --out)", settings.out)
     study = open_study(settings, create=False)
     rows = trial_rows(study)
     best = best_row(rows, settings.objective)

@@ -26,13 +26,12 @@ so running the same command again resumes it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,14 @@ class SearchSettings:
         return {"dataset": self.dataset, "target": self.target, "objective": self.objective,
                 "min_epochs": self.budget.min_epochs, "max_epochs": self.budget.max_epochs,
                 "tolerance": self.tolerance, "subset": self.subset,
-                "split": RECIPES[DATASETS[self.dataset]["recipe"]].split.to_dict()}
+                "split": RECIPES[DATASETS[self.dataset]["recipe"]].split.to_dict(),
+                "base_train_config": base_train_config(self.dataset).to_dict()}
+
+
+def base_train_config(dataset: str) -> TrainConfig:
+    """What a trial does not search (augmentation, weight decay, label smoothing, schedule, seed):
+    the reference recipe's settings, e.g. CK+48's mild jitter (see ``RECIPES["ckplus-cnn"]``)."""
+    return RECIPES[DATASETS[dataset]["recipe"]].config
 
 
 def _optuna():
@@ -246,7 +252,7 @@ class Objective:
         self.target = target
         self.data = data
         self.reference = reference
-        self.base_config = replace(TrainConfig(), device="cpu", seed=0)
+        self.base_config = base_train_config(settings.dataset)
         self.trials_dir = settings.out / "trials"
         self.log = settings.out / "trial_runs.log"
 

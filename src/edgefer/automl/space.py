@@ -16,7 +16,7 @@ BLOCKS = (2, 4)
 CONVS_PER_BLOCK = (1, 2)
 BASE_FILTERS = (8, 12, 16, 24, 32)
 WIDTH_GROWTH = (1, 2)  # filters multiply by this from one block to the next
-MAX_FILTERS = 128
+MAX_FILTERS = 64
 KERNELS = (3, 5)
 HEADS = ("flatten", "avg")
 DENSE_LAYERS = (0, 2)
@@ -31,8 +31,8 @@ EPOCH_STEP = 4
 class Budget:
     """Epochs a trial may train: a searched value in [min_epochs, max_epochs], step EPOCH_STEP."""
 
-    min_epochs: int = 12
-    max_epochs: int = 24
+    min_epochs: int = 8
+    max_epochs: int = 20
 
 
 def suggest(trial, target, budget: Budget, num_classes: int, base: TrainConfig) -> tuple[ArchSpec, TrainConfig]:

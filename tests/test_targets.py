@@ -3,7 +3,7 @@ measured host timing, and the analytical cost models against published measureme
 
 from __future__ import annotations
 
-import json
+import shutil
 
 import numpy as np
 import pytest
@@ -47,6 +47,24 @@ def _export(target_name, model, folder, calibration):
     return target, target.export(model, folder / target_name, calibration=calibration)
 
 
+# TFLite conversions take seconds each: one FP32 (Pi) and one int8 (Coral) export serve the module's tests.
+@pytest.fixture(scope="module")
+def rpi4_artifact(tiny_model, tmp_path_factory) -> Artifact:
+    return _export("rpi4", tiny_model, tmp_path_factory.mktemp("tflite"), None)[1]
+
+
+@pytest.fixture(scope="module")
+def coral_artifact(tiny_model, inputs, tmp_path_factory) -> Artifact:
+    return _export("coral", tiny_model, tmp_path_factory.mktemp("tflite"), inputs)[1]
+
+
+def _tensor_types(artifact: Artifact):
+    from edgefer.targets.runtimes import tflite_interpreter
+
+    interpreter = tflite_interpreter(artifact, default_delegates=False)
+    return interpreter.get_input_details()[0], interpreter.get_output_details()[0], interpreter.get_tensor_details()
+
+
 # --- registry and protocol -------------------------------------------------------------------------
 def test_unknown_target_is_a_clear_error():
     with pytest.raises(EdgeferError, match="unknown target 'tpu-v9'"):
@@ -63,12 +81,11 @@ def test_every_target_describes_what_is_measured():
 
 # --- real exports and runtimes ---------------------------------------------------------------------
 @pytest.mark.parametrize("name,tolerance", [("host", 1e-4), ("rpi4", 1e-4), ("jetson-nano", 1e-4), ("ncs2", 2e-2)])
-def test_float_exports_match_torch(tiny_model, inputs, tmp_path, name, tolerance):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    if name == "ncs2":
-        pytest.importorskip("openvino")
-    target, artifact = _export(name, tiny_model, tmp_path, None)
+def test_float_exports_match_torch(tiny_model, inputs, tmp_path, request, name, tolerance):
+    if name == "rpi4":
+        target, artifact = get_target("rpi4"), request.getfixturevalue("rpi4_artifact")
+    else:
+        target, artifact = _export(name, tiny_model, tmp_path, None)
     assert artifact.path.is_file() and (artifact.path.parent / "artifact.json").is_file()
     logits = target.run(Artifact.load(artifact.path.parent), inputs)
     expected = tiny_model.logits(inputs)
@@ -79,7 +96,7 @@ def test_float_exports_match_torch(tiny_model, inputs, tmp_path, name, tolerance
 
 def test_onnx_export_is_static_batch_one_and_checked(tiny_model, tmp_path):
     onnx = pytest.importorskip("onnx")
-    _, artifact = _export("rpi4", tiny_model, tmp_path, None)
+    _, artifact = _export("host", tiny_model, tmp_path, None)
     model = onnx.load(str(artifact.path))
     onnx.checker.check_model(model, full_check=True)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -94,41 +111,50 @@ def test_ncs2_ir_has_fp16_weights(tiny_model, tmp_path):
     assert artifact.precision == "fp16" and 'element_type="f16"' in xml and artifact.path.with_suffix(".bin").is_file()
 
 
-def test_coral_int8_artifact_is_full_integer_and_accurate(tiny_model, inputs, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime.quantization")
-    coral, artifact = _export("coral", tiny_model, tmp_path, inputs)
-    graph = onnx.load(str(artifact.path)).graph
-    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT8
-    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT8
-    assert {"Conv", "Gemm", "MaxPool"} <= {n.op_type for n in graph.node}
-    assert all(init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT)
-               for init in graph.initializer)  # weights int8, biases int32, float only for scales
-    assert errors_of(coral.check(artifact)) == []
-    logits = coral.run(artifact, inputs)
+def test_rpi4_tflite_is_fp32_with_static_batch_one(rpi4_artifact):
+    given, returned, tensors = _tensor_types(rpi4_artifact)
+    assert rpi4_artifact.format == "tflite" and rpi4_artifact.precision == "fp32"
+    assert given["dtype"] == np.float32 and returned["dtype"] == np.float32
+    assert list(given["shape_signature"]) == [1, 1, 48, 48]
+
+
+def test_coral_int8_tflite_is_full_integer_and_agrees_with_torch(tiny_model, inputs, coral_artifact):
+    given, returned, tensors = _tensor_types(coral_artifact)
+    assert given["dtype"] == np.int8 and returned["dtype"] == np.int8
+    assert given["quantization"][0] > 0 and returned["quantization"][0] > 0
+    assert {np.dtype(t["dtype"]).name for t in tensors} <= {"int8", "int32"}  # int32: biases and shape operands
+    coral = get_target("coral")
+    assert coral.check(coral_artifact) == []  # every op maps to the Edge TPU, nothing falls back
+    logits = coral.run(Artifact.load(coral_artifact.path.parent), inputs)
     expected = tiny_model.logits(inputs)
     assert np.abs(logits - expected).max() < 0.1 * np.abs(expected).max()
     assert np.mean(logits.argmax(1) == expected.argmax(1)) >= 0.9
 
 
-def test_coral_rejects_a_float_artifact(tiny_model, inputs, tmp_path):
-    pytest.importorskip("onnxruntime")
-    _, float_artifact = _export("rpi4", tiny_model, tmp_path, None)
+def test_coral_rejects_a_float_artifact(tiny_model, inputs, tmp_path, rpi4_artifact):
     coral = get_target("coral")
-    rules = {v.rule for v in errors_of(coral.check(float_artifact))}
-    assert "artifact-format" in rules
-    float_artifact.format = "onnx-int8-qdq"  # a float graph labelled int8 is still caught by the graph check
-    assert "all-int8" in {v.rule for v in errors_of(coral.check(float_artifact))}
+    _, onnx_artifact = _export("host", tiny_model, tmp_path, None)
+    assert "artifact-format" in {v.rule for v in errors_of(coral.check(onnx_artifact))}
+    problems = errors_of(coral.check(rpi4_artifact))  # a TFLite, but FP32: caught on its tensors
+    assert {v.rule for v in problems} == {"all-int8"}
+    assert any("model input" in v.message and "float32" in v.message for v in problems)
+    assert any(v.layer and "CONV_2D" in v.layer for v in problems)
     with pytest.raises(EdgeferError, match="violates coral constraints"):
-        coral.run(float_artifact, inputs)
+        coral.run(rpi4_artifact, inputs)
 
 
-def test_corrupt_and_missing_artifacts_are_clear_errors(tiny_model, inputs, tmp_path):
+def test_corrupt_and_missing_artifacts_are_clear_errors(tiny_model, inputs, tmp_path, coral_artifact):
     pytest.importorskip("onnxruntime")
-    target, artifact = _export("rpi4", tiny_model, tmp_path, None)
+    target, artifact = _export("host", tiny_model, tmp_path, None)
     artifact.path.write_bytes(b"not an onnx file")
     with pytest.raises(EdgeferError, match="corrupt or unreadable ONNX"):
         target.run(artifact, inputs)
+    broken = Artifact.load(shutil.copytree(coral_artifact.path.parent, tmp_path / "broken-tflite"))
+    broken.path.write_bytes(b"not a tflite file" * 8)
+    for call in (lambda: get_target("coral").run(broken, inputs), lambda: get_target("coral").check(broken)):
+        with pytest.raises(EdgeferError, match="corrupt or unreadable TFLite") as caught:
+            call()
+        assert caught.value.path == broken.path
     with pytest.raises(EdgeferError, match="not an exported edgefer artifact"):
         Artifact.load(tmp_path / "nowhere")
     (tmp_path / "bad").mkdir()
@@ -139,7 +165,7 @@ def test_corrupt_and_missing_artifacts_are_clear_errors(tiny_model, inputs, tmp_
 
 def test_wrong_input_shape_is_a_clear_error(tiny_model, tmp_path):
     pytest.importorskip("onnxruntime")
-    target, artifact = _export("rpi4", tiny_model, tmp_path, None)
+    target, artifact = _export("host", tiny_model, tmp_path, None)
     with pytest.raises(EdgeferError, match="the artifact takes N x 1 x 48 x 48"):
         target.run(artifact, np.zeros((2, 48, 48), np.float32))
 
@@ -253,9 +279,7 @@ def test_device_without_points_reports_unvalidated():
     assert report["status"].startswith("unvalidated") and report["mdape_all"] is None
 
 
-def test_an_artifact_folder_can_be_moved(tiny_model, inputs, tmp_path):
-    pytest.importorskip("onnxruntime")
-    target, artifact = _export("rpi4", tiny_model, tmp_path, None)
-    moved = artifact.path.parent.rename(tmp_path / "copied-to-the-pi")
-    logits = target.run(Artifact.load(moved), inputs[:2])
+def test_an_artifact_folder_can_be_moved(tiny_model, inputs, tmp_path, rpi4_artifact):
+    copied = shutil.copytree(rpi4_artifact.path.parent, tmp_path / "copied-to-the-pi")
+    logits = get_target("rpi4").run(Artifact.load(copied), inputs[:2])
     assert np.allclose(logits, tiny_model.logits(inputs[:2]), atol=1e-4)

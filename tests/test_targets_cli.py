@@ -78,6 +78,8 @@ def test_bench_rows_on_a_shipped_model(data_dir):
     report = json.loads(result.output)
     (row,) = report["rows"]
     assert row["target"] == "rpi4" and row["source"] == "modeled" and row["status"] == "ok"
-    assert 0 <= row["accuracy"] <= 1 and abs(row["accuracy"] - report["torch_accuracy"]) < 1e-9  # same FP32 math
+    assert row["format"] == "tflite" and row["precision"] == "fp32"
+    # the same FP32 network in another runtime: at most one image may flip
+    assert 0 <= row["accuracy"] <= 1 and abs(row["accuracy"] - report["torch_accuracy"]) <= 1 / report["n_test"] + 1e-12
     assert row["energy_j"] == pytest.approx(row["power_w"] * row["latency_s"])
     assert row["fps"] == pytest.approx(1 / row["latency_s"])

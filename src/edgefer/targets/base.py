@@ -40,14 +40,13 @@ class Artifact:
 
     target: str
     path: Path
-    format: str  # onnx | onnx-int8-qdq | openvino-ir
+    format: str  # onnx | openvino-ir | tflite
     precision: str  # fp32 | fp16 | int8
     files: list[str] = field(default_factory=list)
     classes: tuple[str, ...] = ()
     input_mode: str = "gray"
     input_shape: tuple[int, ...] = (1, 1, 48, 48)
     notes: list[str] = field(default_factory=list)
-    quantization: dict = field(default_factory=dict)  # int8 artifacts: input/output scale and zero point
     arch: dict = field(default_factory=dict)  # the ArchSpec, so that cost() works from the artifact alone
 
     MANIFEST = "artifact.json"

@@ -49,7 +49,7 @@ def targets_command(json_out: bool = typer.Option(False, "--json", help="Print J
 def export_command(model: str = ModelOpt,
                    target: str = typer.Option(..., "--target", help="Target name (see `edgefer targets`)."),
                    out: Path = typer.Option(..., "--out", help="Output folder for the artifact.")):
-    """Export a model for one target (ONNX, OpenVINO IR FP16, int8); prints the artifact manifest."""
+    """Export a model for one target (ONNX, OpenVINO IR FP16, TFLite FP32 or full-integer int8); prints the artifact manifest."""
     from edgefer.nn.zoo import load_model
     from edgefer.targets import get_target
 

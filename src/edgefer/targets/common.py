@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from edgefer.errors import EdgeferError
 from edgefer.nn.spec import ArchSpec
 from edgefer.targets.base import Artifact, Cost, Violation, require_compliant
 from edgefer.targets.costmodel import citations, fitted_model, layer_latency
-from edgefer.targets.export import export_onnx, need
+from edgefer.targets.export import export_onnx, missing_package
 from edgefer.targets.layers import op_table
 from edgefer.targets.runtimes import run_artifact
 
@@ -56,12 +57,11 @@ class BaseTarget:
     accuracy_note = ""
 
     def available(self) -> tuple[bool, str]:
-        """Whether this machine can export and run this target's artifacts (and why not)."""
+        """Whether this machine can export and run this target's artifacts (and why not). Looks the packages
+        up without importing them: litert-torch takes seconds to import, and listing targets must stay quick."""
         for module, package in self.requires:
-            try:
-                need(module, package)
-            except EdgeferError as exc:
-                return False, str(exc)
+            if importlib.util.find_spec(module) is None:
+                return False, missing_package(package)
         return True, "ok"
 
     def describe(self) -> dict:

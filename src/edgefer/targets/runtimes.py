@@ -1,4 +1,4 @@
-"""Running artifacts in their real runtimes (onnxruntime, OpenVINO CPU, torch) and timing them."""
+"""Running artifacts in their real runtimes (onnxruntime, OpenVINO CPU, the LiteRT interpreter) and timing them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from edgefer.errors import EdgeferError
 from edgefer.targets.base import Artifact
-from edgefer.targets.export import dequantize_output, need, quantize_input
+from edgefer.targets.export import need
 
 
 def _file(artifact: Artifact) -> Path:
@@ -48,20 +48,56 @@ def openvino_model(artifact: Artifact, threads: int | None = None):
         raise EdgeferError(f"corrupt or unreadable OpenVINO IR ({str(exc).splitlines()[0][:200]})", path) from None
 
 
+def tflite_interpreter(artifact: Artifact, threads: int | None = None, default_delegates: bool = True):
+    """A LiteRT interpreter with tensors allocated. With ``default_delegates`` the CPU kernels are XNNPACK's
+    (what the runtime uses on a Pi); without, every op stays a builtin op, as written in the file."""
+    interpreter = need("ai_edge_litert.interpreter", "ai-edge-litert")
+    path = _file(artifact)
+    resolver = interpreter.OpResolverType.AUTO if default_delegates else interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        loaded = interpreter.Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        loaded.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise EdgeferError(f"corrupt or unreadable TFLite artifact ({str(exc).splitlines()[0][:200]})", path) from None
+    return loaded
+
+
+def _to_tensor_type(x: np.ndarray, detail: dict) -> np.ndarray:
+    """A float input in the tensor's type: integer tensors take x / scale + zero point, saturated."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def _from_tensor_type(q: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind == "f":
+        return q.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    return (q.astype(np.float32) - zero_point) * scale
+
+
 def make_runner(artifact: Artifact, threads: int | None = None):
     """A function mapping one prepared float input (1 x C x H x W) to float logits (1 x K)."""
-    if artifact.format in ("onnx", "onnx-int8-qdq"):
+    if artifact.format == "onnx":
         session = onnx_session(artifact, threads)
         name = session.get_inputs()[0].name
-        if artifact.format == "onnx-int8-qdq":
-            q = artifact.quantization
-            return lambda x: dequantize_output(
-                session.run(None, {name: quantize_input(x, q["input_scale"], q["input_zero_point"])})[0],
-                q["output_scale"], q["output_zero_point"])
         return lambda x: session.run(None, {name: x.astype(np.float32)})[0]
     if artifact.format == "openvino-ir":
         compiled = openvino_model(artifact, threads)
         return lambda x: np.asarray(compiled(x.astype(np.float32))[0])
+    if artifact.format == "tflite":
+        interpreter = tflite_interpreter(artifact, threads)
+        given, returned = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+        def run(x):
+            interpreter.set_tensor(given["index"], _to_tensor_type(x, given))
+            interpreter.invoke()
+            return _from_tensor_type(interpreter.get_tensor(returned["index"]), returned)
+
+        return run
     raise EdgeferError(f"unknown artifact format {artifact.format!r}", artifact.path)
 
 

@@ -10,6 +10,7 @@ exact integers in float32 (|mantissa sum| < 2^24) and the scan saturates to the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,11 +91,13 @@ def _scan_dtype(net: SpikingNet) -> torch.dtype:
     return torch.float64 if (net.precision == "loihi" and net.decay) else torch.float32
 
 
-def _initial_membrane(net: SpikingNet, layer: SpikingLayer, shape, dtype) -> torch.Tensor:
+def _initial_membrane(net: SpikingNet, layer: SpikingLayer, shape, dtype,
+                      memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     start = net.v_init * layer.threshold
     if net.precision == "loihi":
         start = float(round(start))
-    return torch.full(shape, start, dtype=dtype)
+    membrane = torch.full(shape, start, dtype=dtype)
+    return membrane.contiguous(memory_format=memory_format) if membrane.dim() == 4 else membrane
 
 
 def _leak(net: SpikingNet, v: torch.Tensor) -> torch.Tensor:
@@ -113,6 +116,114 @@ def _check_inputs(net: SpikingNet, rates: torch.Tensor) -> None:
         raise EdgeferError(f"input rates of shape {tuple(rates.shape[1:])}, the network expects {tuple(net.input_shape)}")
 
 
+class _FloatSynapses:
+    """A layer's synaptic current from its float conv/linear (``SpikingLayer.current``)."""
+
+    def __init__(self, layer: SpikingLayer):
+        self.layer = layer
+        self.memory_format = torch.contiguous_format
+
+    def current(self, spikes: torch.Tensor, buffers: "_Buffers") -> torch.Tensor:
+        steps, batch = spikes.shape[:2]
+        flat = spikes.reshape(steps * batch, *self.layer.input_shape)
+        return self.layer.current(flat).reshape(steps, batch, *self.layer.output_shape)
+
+
+class _Int8Synapses:
+    """Loihi mode: a layer's synaptic current from int8 arithmetic on the CPU's dot-product units.
+
+    Spikes are 0/1 and weights 8-bit mantissas, so the int32 sums are exact, as are the reference's
+    float32 sums (they stay below 2^24), and so is the power-of-two weight scale: both give the same
+    current. Convolutions run as oneDNN int8 convolutions (uint8 spikes, channels-last frames, the
+    scale applied on the way out to float32); dense layers as one int8 matrix product.
+    """
+
+    def __init__(self, layer: SpikingLayer):
+        self.layer = layer
+        out_channels = layer.weight.shape[0]
+        weight = layer.weight.to(torch.int8)
+        if layer.kind == "conv":
+            self.memory_format = torch.channels_last
+            self.scales = torch.full((out_channels,), layer.weight_scale)
+            self.zero_points = torch.zeros(out_channels, dtype=torch.int64)
+            self.geometry = ([layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups)
+            self.packed = torch.ops.onednn.qconv_prepack(weight, torch.ones(out_channels), 1.0, 0, *self.geometry)
+        else:
+            self.memory_format = torch.contiguous_format
+            if len(layer.input_shape) == 3:  # read channels-last frames as they lie: H x W x C order
+                weight = weight.reshape(-1, *layer.input_shape).permute(0, 2, 3, 1).reshape(out_channels, -1)
+            self.matrix = weight.t().contiguous()
+
+    @staticmethod
+    def applies(layer: SpikingLayer) -> bool:
+        weight = layer.weight
+        integer = bool((weight == weight.round()).all()) and float(weight.min()) >= -128 and float(weight.max()) <= 127
+        power_of_two = math.frexp(layer.weight_scale)[0] == 0.5
+        # The reference's float32 sums are exact only below 2^24: there both sides agree for certain.
+        small = float(weight.abs().reshape(weight.shape[0], -1).sum(1).max()) < 2 ** 24
+        return integer and power_of_two and small
+
+    def current(self, spikes: torch.Tensor, buffers: "_Buffers") -> torch.Tensor:
+        """Current (float32, membrane units) for 0/1 spikes steps x batch x input_shape."""
+        steps, batch = spikes.shape[:2]
+        frames = spikes.reshape(steps * batch, *self.layer.input_shape)
+        if self.layer.kind == "conv":
+            stride, padding, dilation, groups = self.geometry
+            current = torch.ops.onednn.qconv2d_pointwise(
+                frames.to(torch.uint8, memory_format=torch.channels_last), 1.0, 0, self.packed, self.scales,
+                self.zero_points, None, stride, padding, dilation, groups, 1.0, 0, torch.float32, "none", [], "")
+        else:
+            if frames.dim() == 4:
+                frames = frames.permute(0, 2, 3, 1)  # a view for channels-last frames
+            columns = buffers.get("columns", (frames.shape[0], self.matrix.shape[0]), torch.int8)
+            columns.copy_(frames.reshape(frames.shape[0], -1))
+            sums = buffers.get("sums", (frames.shape[0], self.matrix.shape[1]), torch.int32)
+            torch._int_mm(columns, self.matrix, out=sums)
+            current = buffers.get("current", sums.shape, torch.float32)
+            torch.mul(sums, self.layer.weight_scale, out=current)
+        if self.layer.bias is not None:
+            current.add_(self.layer.bias.view(-1, *[1] * (current.dim() - 2)))
+        return current.view(steps, batch, *self.layer.output_shape)
+
+
+class _Buffers:
+    """Work tensors kept across chunks: fresh large allocations are page-faulted in every time."""
+
+    def __init__(self):
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        tensor = self.tensors.get(name)
+        if tensor is None or tensor.shape != torch.Size(shape) or tensor.dtype != dtype:
+            tensor = self.tensors[name] = torch.empty(shape, dtype=dtype)
+        return tensor
+
+    def like(self, name: str, template: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """A buffer of the template's shape and memory layout."""
+        tensor = self.tensors.get(name)
+        if tensor is None or tensor.shape != template.shape or tensor.stride() != template.stride() or tensor.dtype != dtype:
+            tensor = self.tensors[name] = torch.empty_like(template, dtype=dtype)
+        return tensor
+
+
+def _current_limit(layer: SpikingLayer, spike_size: float) -> float:
+    """Largest |synaptic current| a layer can receive from spikes of at most ``spike_size``."""
+    weight = layer.weight.abs().reshape(layer.weight.shape[0], -1).sum(1) * layer.weight_scale * spike_size
+    bias = 0.0 if layer.bias is None else float(layer.bias.abs().max())
+    return float(weight.max()) + bias
+
+
+def _binary(spikes: torch.Tensor) -> bool:
+    return torch.equal(spikes, spikes.bool().to(spikes.dtype))
+
+
+def _synapses(net: SpikingNet, binary_input: bool) -> list:
+    """int8 arithmetic where it is exact (Loihi mode, 0/1 input spikes), else the float conv/linear."""
+    if net.precision == "loihi" and binary_input and all(_Int8Synapses.applies(layer) for layer in net.layers):
+        return [_Int8Synapses(layer) for layer in net.layers]
+    return [_FloatSynapses(layer) for layer in net.layers]
+
+
 @torch.no_grad()
 def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str = "rate", seed: int = 0,
              record: bool = True, chunk_elements: int = 6_000_000, spikes_in: torch.Tensor | None = None,
@@ -121,7 +232,8 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
 
     Timesteps are processed in chunks (as many as fit ``chunk_elements`` floats of the widest
     layer; kept under glibc's 32 MB mmap ceiling, buffers are reused instead of page-faulted anew): within a chunk each layer gets its synaptic input for all chunk steps in one call, then
-    its neurons are scanned step by step. ``record`` adds per-layer accounting; a ``trains`` list
+    its neurons are scanned step by step. In Loihi mode the synaptic sums are int8 matrix
+    products (exact, see ``_Int8Synapses``). ``record`` adds per-layer accounting; a ``trains`` list
     receives every layer's spike trains (T x N x output_shape), for checking; a ``history`` list
     receives the output layer's (counts, membrane, integrated input) after every step, from which
     the prediction at any shorter T can be read (the encodings are causal: step t does not depend
@@ -130,11 +242,21 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     _check_inputs(net, rates)
     batch = rates.shape[0]
     encoded = spikes_in if spikes_in is not None else encode(rates, timesteps, encoding, seed)
+    binary_input = spikes_in is None or _binary(spikes_in)  # encode() gives 0/1 spikes
+    synapses = _synapses(net, binary_input)
     dtype = _scan_dtype(net)
     widest = max([int(np.prod(net.input_shape))] + [layer.neurons for layer in net.layers])
     chunk = max(1, min(timesteps, chunk_elements // max(1, batch * widest)))
     bounds = net.state_bounds
-    membranes = [_initial_membrane(net, layer, (batch, *layer.output_shape), dtype) for layer in net.layers]
+    # In Loihi mode the membrane is clamped to the state width every step, as in the reference; the
+    # current only where the layer's largest possible current exceeds it (else a no-op).
+    clamp_current = [] if bounds is None else [
+        _current_limit(layer, 1.0 if index or binary_input else float(encoded.abs().max())) > bounds[1]
+        for index, layer in enumerate(net.layers)]
+    buffers = [_Buffers() for _ in net.layers]
+    membranes = [_initial_membrane(net, layer, (batch, *layer.output_shape), dtype, syn.memory_format)
+                 for layer, syn in zip(net.layers, synapses)]
+    last = len(net.layers) - 1
     integrated = torch.zeros((batch, *net.layers[-1].output_shape), dtype=torch.float64)
     counts = torch.zeros_like(integrated)
     stats = _empty_stats(net, batch) if record else None
@@ -144,40 +266,34 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
         stop = min(timesteps, start + chunk)
         steps = stop - start
         frames = encoded[start:stop]
-        for index, layer in enumerate(net.layers):
-            flat = frames.reshape(steps * batch, *frames.shape[2:])
-            current = layer.current(flat).reshape(steps, batch, *layer.output_shape)
+        in_counts = frames.sum(0).double() if record else None  # batch x input_shape
+        for index, (layer, syn) in enumerate(zip(net.layers, synapses)):
+            current = syn.current(frames, buffers[index])
             v = membranes[index]
-            saturating = False
-            if bounds is not None:
-                # Saturation can only occur if |v| plus the chunk's summed |input| reaches the state
-                # limit; otherwise both clamps are no-ops and are skipped (1 % margin for rounding).
-                reach = float(v.abs().max()) + float(current.abs().sum(0).max())
-                saturating = reach >= 0.99 * bounds[1]
-                if saturating:
-                    current = current.clamp(*bounds)
+            if bounds is not None and clamp_current[index]:
+                current = current.clamp(*bounds)
             current = current.to(dtype)
-            out = torch.empty(current.shape, dtype=torch.float32)
+            out = buffers[index].like("spikes", current, torch.float32)
             threshold = layer.threshold
             per_step_activity = record and bool(net.leak)
             if record and not net.leak:
                 # Without a leak a neuron's state changes only when input arrives: active = input != 0.
-                stats["active"][index] += (current != 0).reshape(steps, batch, -1).sum((0, 2))
+                stats["active"][index] += torch.count_nonzero(current, dim=[0, *range(2, current.dim())])
             for t in range(steps):
                 if per_step_activity:  # with a leak, a non-zero membrane decays: that update is active too
                     stats["active"][index] += ((current[t] != 0) | (v != 0)).reshape(batch, -1).sum(1)
                 if net.leak:
                     v = _leak(net, v)
                 v += current[t]
-                if saturating:
+                if bounds is not None:
                     v.clamp_(*bounds)
                 fired = out[t]
                 torch.ge(v, threshold, out=fired)
                 v.sub_(fired.to(dtype), alpha=threshold) if dtype != torch.float32 else v.sub_(fired, alpha=threshold)
-                if history is not None and index == len(net.layers) - 1:
-                    output_membranes.append(v.double().clone())
+                if history is not None and index == last:
+                    output_membranes.append(v.double())
             membranes[index] = v
-            if index == len(net.layers) - 1:
+            if index == last:
                 for t in range(steps):  # step by step, in the reference loop's order (bit-identical sums)
                     integrated += current[t].double()
                     if history is not None:
@@ -186,13 +302,15 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
                 if history is None:
                     counts += out.sum(0).double()
             if record:
-                _account(stats, index, layer, frames, out)
+                out_counts = out.sum(0).double()
+                _account(stats, index, layer, in_counts, out_counts)
+                in_counts = out_counts
             if trains is not None:
-                chunks[index].append(out)
+                chunks[index].append(out.clone())
             frames = out
     result = SimResult(counts, membranes[-1].double(), integrated, timesteps)
     if trains is not None:
-        trains.extend(torch.cat(parts) for parts in chunks)
+        trains.extend(torch.cat(parts).contiguous() for parts in chunks)
     if record:
         result.layers = [LayerStats(layer.name, layer.neurons, stats["in"][i], stats["synops"][i], stats["out"][i],
                                     stats["active"][i], layer.neurons * timesteps, stats["received"][i], stats["counts"][i])
@@ -214,13 +332,12 @@ def _empty_stats(net: SpikingNet, batch: int) -> dict:
             "fan_out": [layer.fan_out_map().double() for layer in net.layers]}
 
 
-def _account(stats: dict, index: int, layer: SpikingLayer, frames: torch.Tensor, out: torch.Tensor) -> None:
-    """Spikes in and out, synops (= input spikes x fan-out) and events per neuron, for one chunk."""
-    batch = frames.shape[1]
-    in_counts = frames.sum(0).double()  # batch x input_shape
+def _account(stats: dict, index: int, layer: SpikingLayer, in_counts: torch.Tensor, out_counts: torch.Tensor) -> None:
+    """Spikes in and out, synops (= input spikes x fan-out) and events per neuron, for one chunk's
+    per-image spike counts (batch x input_shape, batch x output_shape)."""
+    batch = in_counts.shape[0]
     stats["in"][index] += in_counts.reshape(batch, -1).sum(1)
     stats["synops"][index] += (in_counts * stats["fan_out"][index]).reshape(batch, -1).sum(1)
-    out_counts = out.sum(0).double()
     stats["out"][index] += out_counts.reshape(batch, -1).sum(1)
     stats["counts"][index] += out_counts.sum(0)
     stats["received"][index] += layer.received_map(in_counts.sum(0).float()).double()

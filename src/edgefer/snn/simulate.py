@@ -213,6 +213,21 @@ def _current_limit(layer: SpikingLayer, spike_size: float) -> float:
     return float(weight.max()) + bias
 
 
+def _memory_order(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """steps x batch x output_shape as steps x batch x neurons in memory order: a view, and reductions
+    over it run at memory speed (a channels-last 5-D reduction is several times slower)."""
+    if memory_format == torch.channels_last:
+        x = x.movedim(2, -1)
+    return x.flatten(2)
+
+
+def _logical(per_neuron: torch.Tensor, shape: tuple, memory_format: torch.memory_format) -> torch.Tensor:
+    """batch x neurons in memory order back to batch x shape."""
+    if memory_format == torch.channels_last:
+        return per_neuron.view(per_neuron.shape[0], *shape[1:], shape[0]).movedim(-1, 1)
+    return per_neuron.view(per_neuron.shape[0], *shape)
+
+
 def _binary(spikes: torch.Tensor) -> bool:
     return torch.equal(spikes, spikes.bool().to(spikes.dtype))
 
@@ -259,14 +274,16 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     last = len(net.layers) - 1
     integrated = torch.zeros((batch, *net.layers[-1].output_shape), dtype=torch.float64)
     counts = torch.zeros_like(integrated)
-    stats = _empty_stats(net, batch) if record else None
+    # Accounting: per image, neuron updates with input (per chunk) and every neuron's spike count
+    # (memory order); the rest follows from the counts at the end (see _layer_stats).
+    active = [torch.zeros(batch, dtype=torch.int64) for _ in net.layers] if record else []
+    spike_maps = [torch.zeros(batch, layer.neurons, dtype=torch.float64) for layer in net.layers] if record else []
     chunks: list[list[torch.Tensor]] = [[] for _ in net.layers]
     output_membranes: list[torch.Tensor] = []
     for start in range(0, timesteps, chunk):
         stop = min(timesteps, start + chunk)
         steps = stop - start
         frames = encoded[start:stop]
-        in_counts = frames.sum(0).double() if record else None  # batch x input_shape
         for index, (layer, syn) in enumerate(zip(net.layers, synapses)):
             current = syn.current(frames, buffers[index])
             v = membranes[index]
@@ -278,10 +295,11 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
             per_step_activity = record and bool(net.leak)
             if record and not net.leak:
                 # Without a leak a neuron's state changes only when input arrives: active = input != 0.
-                stats["active"][index] += torch.count_nonzero(current, dim=[0, *range(2, current.dim())])
+                by_neuron = _memory_order(current, syn.memory_format)
+                active[index] += by_neuron.bool().sum(2, dtype=torch.int32).sum(0)
             for t in range(steps):
                 if per_step_activity:  # with a leak, a non-zero membrane decays: that update is active too
-                    stats["active"][index] += ((current[t] != 0) | (v != 0)).reshape(batch, -1).sum(1)
+                    active[index] += ((current[t] != 0) | (v != 0)).reshape(batch, -1).sum(1)
                 if net.leak:
                     v = _leak(net, v)
                 v += current[t]
@@ -302,9 +320,7 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
                 if history is None:
                     counts += out.sum(0).double()
             if record:
-                out_counts = out.sum(0).double()
-                _account(stats, index, layer, in_counts, out_counts)
-                in_counts = out_counts
+                spike_maps[index] += _memory_order(out, syn.memory_format).sum(0)
             if trains is not None:
                 chunks[index].append(out.clone())
             frames = out
@@ -312,35 +328,26 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     if trains is not None:
         trains.extend(torch.cat(parts).contiguous() for parts in chunks)
     if record:
-        result.layers = [LayerStats(layer.name, layer.neurons, stats["in"][i], stats["synops"][i], stats["out"][i],
-                                    stats["active"][i], layer.neurons * timesteps, stats["received"][i], stats["counts"][i])
-                         for i, layer in enumerate(net.layers)]
-        result.input_spikes = stats["in"][0]
+        in_counts = encoded.sum(0).double()
+        for layer, syn, updates, spike_map in zip(net.layers, synapses, active, spike_maps):
+            out_counts = _logical(spike_map, layer.output_shape, syn.memory_format).contiguous()
+            result.layers.append(_layer_stats(layer, in_counts, out_counts, updates, timesteps))
+            in_counts = out_counts
+        result.input_spikes = result.layers[0].input_spikes
         result.input_zero_rate_fraction = float((rates == 0).double().mean())
         result.input_spike_sparsity = 1.0 - float(encoded.double().mean())
     return result
 
 
-def _empty_stats(net: SpikingNet, batch: int) -> dict:
-    n = len(net.layers)
-    return {"in": [torch.zeros(batch, dtype=torch.float64) for _ in range(n)],
-            "synops": [torch.zeros(batch, dtype=torch.float64) for _ in range(n)],
-            "out": [torch.zeros(batch, dtype=torch.float64) for _ in range(n)],
-            "active": [torch.zeros(batch, dtype=torch.int64) for _ in range(n)],
-            "received": [torch.zeros(layer.output_shape, dtype=torch.float64) for layer in net.layers],
-            "counts": [torch.zeros(layer.output_shape, dtype=torch.float64) for layer in net.layers],
-            "fan_out": [layer.fan_out_map().double() for layer in net.layers]}
-
-
-def _account(stats: dict, index: int, layer: SpikingLayer, in_counts: torch.Tensor, out_counts: torch.Tensor) -> None:
-    """Spikes in and out, synops (= input spikes x fan-out) and events per neuron, for one chunk's
-    per-image spike counts (batch x input_shape, batch x output_shape)."""
+def _layer_stats(layer: SpikingLayer, in_counts: torch.Tensor, out_counts: torch.Tensor, active: torch.Tensor,
+                 timesteps: int) -> LayerStats:
+    """A layer's activity from each image's input and output spike counts over the whole run
+    (batch x input_shape, batch x output_shape): synops = input spikes x their fan-out."""
     batch = in_counts.shape[0]
-    stats["in"][index] += in_counts.reshape(batch, -1).sum(1)
-    stats["synops"][index] += (in_counts * stats["fan_out"][index]).reshape(batch, -1).sum(1)
-    stats["out"][index] += out_counts.reshape(batch, -1).sum(1)
-    stats["counts"][index] += out_counts.sum(0)
-    stats["received"][index] += layer.received_map(in_counts.sum(0).float()).double()
+    synops = (in_counts * layer.fan_out_map().double()).reshape(batch, -1).sum(1)
+    return LayerStats(layer.name, layer.neurons, in_counts.reshape(batch, -1).sum(1), synops,
+                      out_counts.reshape(batch, -1).sum(1), active, layer.neurons * timesteps,
+                      layer.received_map(in_counts.sum(0).float()).double(), out_counts.sum(0))
 
 
 @torch.no_grad()

@@ -124,6 +124,9 @@ def export_tflite_int8(model, path: str | Path, calibration: np.ndarray) -> Path
             for x in np.asarray(calibration, dtype=np.float32):  # one at a time: the graph is traced for batch 1
                 observed(torch.from_numpy(x[None]))
         quantized = quantize_pt2e.convert_pt2e(observed, fold_quantize=False)
+        # Traced from the eval-mode module, so dropout and batch-norm are already their eval ops; exported
+        # graphs refuse .eval(), and this clears the flag that litert-torch would warn about.
+        quantized.training = False
         return litert_torch.convert(quantized, (sample,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
 
     return _write_tflite(convert, path)

@@ -5,7 +5,9 @@ convolution (time folded into the batch), then scans its neurons over those time
 images runs at once. ``simulate_reference`` is the straightforward loop (every timestep through
 every layer). Both apply the same integer or float operations in the same order, so they give
 exactly the same spikes (tests check it). In Loihi mode all state is integer-valued: currents are
-exact integers in float32 (|mantissa sum| < 2^24) and the scan saturates to the 24-bit state.
+exact integers in float32 (|mantissa sum| < 2^24) and the scan saturates to the 24-bit state; there
+``simulate`` computes the currents with int8 convolutions (exact, so equal to the reference's float
+ones) and keeps convolutional state channels last.
 """
 
 from __future__ import annotations
@@ -246,9 +248,9 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     """Run a batch of images (rates N x input_shape) for ``timesteps`` steps, time-batched.
 
     Timesteps are processed in chunks (as many as fit ``chunk_elements`` floats of the widest
-    layer; kept under glibc's 32 MB mmap ceiling, buffers are reused instead of page-faulted anew): within a chunk each layer gets its synaptic input for all chunk steps in one call, then
-    its neurons are scanned step by step. In Loihi mode the synaptic sums are int8 matrix
-    products (exact, see ``_Int8Synapses``). ``record`` adds per-layer accounting; a ``trains`` list
+    layer; kept under glibc's 32 MB mmap ceiling, buffers are reused instead of page-faulted anew):
+    within a chunk each layer gets its synaptic input for all chunk steps in one call, then its neurons are scanned step by step. In Loihi mode the synaptic sums are int8 convolutions
+    and matrix products (exact, see ``_Int8Synapses``). ``record`` adds per-layer accounting; a ``trains`` list
     receives every layer's spike trains (T x N x output_shape), for checking; a ``history`` list
     receives the output layer's (counts, membrane, integrated input) after every step, from which
     the prediction at any shorter T can be read (the encodings are causal: step t does not depend
@@ -309,7 +311,7 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
                 torch.ge(v, threshold, out=fired)
                 v.sub_(fired.to(dtype), alpha=threshold) if dtype != torch.float32 else v.sub_(fired, alpha=threshold)
                 if history is not None and index == last:
-                    output_membranes.append(v.double())
+                    output_membranes.append(v.double().clone())
             membranes[index] = v
             if index == last:
                 for t in range(steps):  # step by step, in the reference loop's order (bit-identical sums)

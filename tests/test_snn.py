@@ -173,6 +173,16 @@ def test_loihi_int8_synapses_give_the_reference_currents_and_spikes(head):
         assert torch.equal(syn.current(spikes, _Buffers()), expected), layer.name
 
 
+def test_int8_weights_are_packed_again_after_an_in_place_change():
+    model = tiny_model()
+    x = images(3)
+    net = quantise_loihi(convert(model, x))
+    _assert_same(net, x, 7, "rate", 10**7)  # packs the weights
+    with torch.no_grad():
+        net.layers[0].weight.neg_()
+    _assert_same(net, x, 7, "rate", 10**7)
+
+
 def test_non_binary_input_takes_the_float_synapses_and_still_matches_the_reference():
     from edgefer.snn.simulate import _binary
 

@@ -13,6 +13,7 @@ ones) and keeps convolutional state channels last.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,21 +141,28 @@ class _Int8Synapses:
     scale applied on the way out to float32); dense layers as one int8 matrix product.
     """
 
-    def __init__(self, layer: SpikingLayer):
+    def __init__(self, layer: SpikingLayer, packed: torch.Tensor):
         self.layer = layer
         out_channels = layer.weight.shape[0]
-        weight = layer.weight.to(torch.int8)
         if layer.kind == "conv":
             self.memory_format = torch.channels_last
             self.scales = torch.full((out_channels,), layer.weight_scale)
             self.zero_points = torch.zeros(out_channels, dtype=torch.int64)
-            self.geometry = ([layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups)
-            self.packed = torch.ops.onednn.qconv_prepack(weight, torch.ones(out_channels), 1.0, 0, *self.geometry)
+            self.packed = packed
         else:
             self.memory_format = torch.contiguous_format
-            if len(layer.input_shape) == 3:  # read channels-last frames as they lie: H x W x C order
-                weight = weight.reshape(-1, *layer.input_shape).permute(0, 2, 3, 1).reshape(out_channels, -1)
-            self.matrix = weight.t().contiguous()
+            self.matrix = packed
+
+    @staticmethod
+    def pack(layer: SpikingLayer) -> torch.Tensor:
+        """Convolutions: oneDNN's prepacked int8 weight; dense layers: the in x out int8 matrix."""
+        out_channels = layer.weight.shape[0]
+        weight = layer.weight.to(torch.int8)
+        if layer.kind == "conv":
+            return torch.ops.onednn.qconv_prepack(weight, torch.ones(out_channels), 1.0, 0, *_geometry(layer))
+        if len(layer.input_shape) == 3:  # read channels-last frames as they lie: H x W x C order
+            weight = weight.reshape(-1, *layer.input_shape).permute(0, 2, 3, 1).reshape(out_channels, -1)
+        return weight.t().contiguous()
 
     @staticmethod
     def applies(layer: SpikingLayer) -> bool:
@@ -170,7 +178,7 @@ class _Int8Synapses:
         steps, batch = spikes.shape[:2]
         frames = spikes.reshape(steps * batch, *self.layer.input_shape)
         if self.layer.kind == "conv":
-            stride, padding, dilation, groups = self.geometry
+            stride, padding, dilation, groups = _geometry(self.layer)
             current = torch.ops.onednn.qconv2d_pointwise(
                 frames.to(torch.uint8, memory_format=torch.channels_last), 1.0, 0, self.packed, self.scales,
                 self.zero_points, None, stride, padding, dilation, groups, 1.0, 0, torch.float32, "none", [], "")
@@ -234,10 +242,35 @@ def _binary(spikes: torch.Tensor) -> bool:
     return torch.equal(spikes, spikes.bool().to(spikes.dtype))
 
 
+def _geometry(layer: SpikingLayer) -> tuple:
+    """Stride, padding, dilation and groups in oneDNN's argument form."""
+    return [layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups
+
+
+# By id of a live weight tensor (the entry goes with the tensor): what the packing depends on, and the
+# packed int8 weight or None where int8 is not exact. Packing a convolution takes milliseconds, as
+# much as simulating one image, so it is done once per weight.
+_PACKED: dict[int, tuple] = {}
+
+
+def _packed_int8(layer: SpikingLayer) -> torch.Tensor | None:
+    signature = (layer.weight._version, layer.kind, layer.input_shape, layer.stride, layer.padding, layer.groups,
+                 layer.weight_scale)
+    key = id(layer.weight)
+    if key not in _PACKED:
+        weakref.finalize(layer.weight, _PACKED.pop, key, None)
+    elif _PACKED[key][0] == signature:
+        return _PACKED[key][1]
+    _PACKED[key] = (signature, _Int8Synapses.pack(layer) if _Int8Synapses.applies(layer) else None)
+    return _PACKED[key][1]
+
+
 def _synapses(net: SpikingNet, binary_input: bool) -> list:
     """int8 arithmetic where it is exact (Loihi mode, 0/1 input spikes), else the float conv/linear."""
-    if net.precision == "loihi" and binary_input and all(_Int8Synapses.applies(layer) for layer in net.layers):
-        return [_Int8Synapses(layer) for layer in net.layers]
+    if net.precision == "loihi" and binary_input:
+        packed = [_packed_int8(layer) for layer in net.layers]
+        if all(weight is not None for weight in packed):
+            return [_Int8Synapses(layer, weight) for layer, weight in zip(net.layers, packed)]
     return [_FloatSynapses(layer) for layer in net.layers]
 
 

@@ -190,11 +190,12 @@ def main() -> None:
     load_before = os.getloadavg()
     seconds = {(id(r), b): [] for r in runners for b in cases}
     counts = {}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for batch, batches in cases.items():
             for runner in runners:  # interleaved: every simulator sees the same stretch of load
                 counts[id(runner), batch], elapsed = run(runner, batches)
                 seconds[id(runner), batch].append(elapsed)
+        console.print(f"pass {repeat + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.1f})")
     load_after = os.getloadavg()
     rows = []
     for runner in runners:

@@ -160,3 +160,18 @@ def test_report_renders_in_headless_chromium(compared):
     proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert (out / "report.png").stat().st_size > 10_000
+
+
+def test_code_digest_follows_the_subpackage_files(tmp_path, monkeypatch):
+    from edgefer.bench import compare
+
+    fake_root = tmp_path / "edgefer"
+    (fake_root / "bench").mkdir(parents=True)
+    (fake_root / "targets" / "data").mkdir(parents=True)
+    (fake_root / "targets" / "coral.py").write_text("A = 1\n")
+    (fake_root / "targets" / "data" / "devices.json").write_text("{}\n")
+    monkeypatch.setattr(compare, "__file__", str(fake_root / "bench" / "compare.py"))
+    before = compare.code_digest("targets")
+    assert compare.code_digest("targets") == before
+    (fake_root / "targets" / "data" / "devices.json").write_text('{"coral": 2}\n')  # a changed cost constant
+    assert compare.code_digest("targets") != before

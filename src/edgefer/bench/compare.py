@@ -85,6 +85,17 @@ class StageCache:
         return value
 
 
+def code_digest(subpackage: str) -> str:
+    """The source and data files of one edgefer subpackage: a stage's row changes when they do
+    (exporters, runtimes, cost constants, simulator), so they belong in its cache key."""
+    root = Path(__file__).resolve().parent.parent / subpackage
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json", ".csv") and p.is_file()):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _json_default(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
@@ -241,10 +252,10 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> dict
             current = subject(role)
             if role == "cnn":
                 options = {"runs": config.runs, "threads": config.threads} if what in MEASURED_TARGETS else {}
-                key = cache.key(stage=stage, subject=current.digest, **options)
+                key = cache.key(stage=stage, subject=current.digest, code=code_digest("targets"), **options)
                 row = cache.run(stage, key, lambda: edge_row(current, what, out / "artifacts", config))
             else:
-                key = cache.key(stage=stage, subject=current.digest, timesteps=config.timesteps)
+                key = cache.key(stage=stage, subject=current.digest, code=code_digest("snn"), timesteps=config.timesteps)
                 row = cache.run(stage, key, lambda: loihi_row(current, what, config))
             rows.append(row)
             bar.advance(task)

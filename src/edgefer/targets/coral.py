@@ -70,14 +70,15 @@ class CoralTarget(BaseTarget):
             return problems
         interpreter = tflite_interpreter(artifact, default_delegates=False)  # the ops as written in the file
         tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-        for kind, details in (("input", interpreter.get_input_details()), ("output", interpreter.get_output_details())):
+        model_inputs = interpreter.get_input_details()
+        for kind, details in (("input", model_inputs), ("output", interpreter.get_output_details())):
             for t in details:
                 if np.dtype(t["dtype"]).name not in INTEGER_TYPES:
                     problems.append(Violation("all-int8", f"model {kind} {t['name']!r} is {np.dtype(t['dtype']).name}, not int8"))
         dynamic = [t["name"] for t in tensors.values() if any(d < 0 for d in t["shape_signature"])]
         if dynamic:
             problems.append(Violation("static-shape", f"{len(dynamic)} tensor(s) have a dynamic dimension, e.g. {dynamic[0]!r}"))
-        graph_inputs = {t["index"] for t in interpreter.get_input_details()}
+        graph_inputs = {t["index"] for t in model_inputs}
         ops = []
         for op in interpreter._get_ops_details():  # the interpreter's only listing of ops (name, tensor indices)
             layer = f"op {op['index']} {op['op_name']}"

@@ -155,7 +155,8 @@ def write_outputs(settings, study, data, target) -> dict:
     front = pareto_front(rows)
     best = best_row(rows, settings.objective)
     reference = study.user_attrs["reference"]
-    plot_pareto(rows, front, best, reference, f"{settings.study_name}: {len(completed(rows))} trained trials", out / "pareto.png")
+    plot_pareto(rows, front, best, reference, f"{settings.study_name}: {len(completed(rows))} completed trials "
+                f"({finished_count(study)} finished, pruned included)", out / "pareto.png")
     states = {}
     for r in rows:
         key = "infeasible" if r["infeasible"] else r["state"]

@@ -175,3 +175,21 @@ def test_code_digest_follows_the_subpackage_files(tmp_path, monkeypatch):
     assert compare.code_digest("targets") == before
     (fake_root / "targets" / "data" / "devices.json").write_text('{"coral": 2}\n')  # a changed cost constant
     assert compare.code_digest("targets") != before
+
+
+def test_search_mode_takes_each_targets_best_checkpoint(tiny_models, tmp_path, monkeypatch):
+    from edgefer.bench.compare import searched_models
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgeferError, match="edgefer search --target coral --dataset ckplus --objective hierarchical"):
+        searched_models("ckplus")
+    for target, source in [("rpi4", "cnn"), ("ncs2", "cnn"), ("jetson-nano", "cnn"), ("coral", "cnn"), ("loihi", "gray")]:
+        folder = tmp_path / "runs" / "search" / f"ckplus-{target}-hierarchical"
+        folder.mkdir(parents=True)
+        shutil.copy(tiny_models[source], folder / "best.safetensors")
+    models = searched_models("ckplus")
+    config = CompareConfig(dataset="ckplus", models=models)
+    assert config.model_for("coral", "cnn").endswith("ckplus-coral-hierarchical/best.safetensors")
+    assert config.model_for("loihi-gray", "gray").endswith("ckplus-loihi-hierarchical/best.safetensors")
+    assert config.model_for("loihi-edges", "edges") == "ckplus-loihi-edges"  # no input mode in the search space
+    assert config.model_for("host", "cnn") == "ckplus-cnn"

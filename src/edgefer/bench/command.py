@@ -36,6 +36,9 @@ def _print_table(summary: dict, console) -> None:
 def compare_command(
     dataset: str = typer.Option(..., "--dataset", help="ckplus | fer2013."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json, results.csv, report.md, report.html."),
+    use_shipped: bool = typer.Option(True, "--use-shipped/--search",
+                                     help="Shipped models (default), or each target's AutoML result (edgefer search)."),
+    objective: str = typer.Option("hierarchical", "--objective", help="Which searches --search reads: hierarchical | pareto."),
     timesteps: int = typer.Option(50, "--timesteps", "-T", help="SNN timesteps per image (Loihi rows)."),
     runs: int = typer.Option(200, "--runs", min=200, help="Timed runs of measured targets (>= 200)."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads of the host target (pinned)."),
@@ -44,10 +47,10 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
 ):
     """The study's comparison: every target's accuracy, latency, FPS, power, energy, each with its source."""
-    from edgefer.bench.compare import CompareConfig, run_compare
+    from edgefer.bench.compare import CompareConfig, run_compare, searched_models
 
     config = CompareConfig(dataset=dataset, timesteps=timesteps, runs=runs, threads=threads, data_root=data_root,
-                           fresh=fresh)
+                           fresh=fresh, models={} if use_shipped else searched_models(dataset, objective))
     summary = run_compare(config, out, progress=not as_json)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")

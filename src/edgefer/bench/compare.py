@@ -47,10 +47,11 @@ class CompareConfig:
     snn_batch: int = 64
     data_root: Path | None = None
     fresh: bool = False  # ignore cached stages
-    models: dict = field(default_factory=dict)  # role (cnn | gray | edges) -> shipped name or checkpoint path
+    # shipped name or checkpoint path per target (coral, loihi-gray, ...) or per role (cnn | gray | edges)
+    models: dict = field(default_factory=dict)
 
-    def model_for(self, role: str) -> str:
-        return self.models.get(role) or SHIPPED[self.dataset][role]
+    def model_for(self, stage: str, role: str) -> str:
+        return self.models.get(stage) or self.models.get(role) or SHIPPED[self.dataset][role]
 
 
 class StageCache:
@@ -134,7 +135,8 @@ class _Subject:
 
     def size(self) -> dict:
         summary = self.model.summary()
-        return {"model": Path(self.name).stem if Path(self.name).suffix else self.name,
+        label = self.model.info.get("name") or (Path(self.name).stem if Path(self.name).suffix else self.name)
+        return {"model": label,
                 "params": summary["params"], "macs": summary["macs"]}
 
 
@@ -238,10 +240,10 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> dict
     stages += [(f"loihi-{mode}", mode, mode) for mode in LOIHI_INPUTS]
     subjects: dict[str, _Subject] = {}
 
-    def subject(role: str) -> _Subject:
-        if role not in subjects:
-            subjects[role] = _Subject.load(config.model_for(role), config.dataset, config.data_root)
-        return subjects[role]
+    def subject(name: str) -> _Subject:
+        if name not in subjects:
+            subjects[name] = _Subject.load(name, config.dataset, config.data_root)
+        return subjects[name]
 
     started = time.perf_counter()
     rows = []
@@ -249,7 +251,7 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> dict
         task = bar.add_task(f"compare {config.dataset}", total=len(stages))
         for stage, role, what in stages:
             bar.update(task, description=f"{config.dataset}: {stage}")
-            current = subject(role)
+            current = subject(config.model_for(stage, role))
             if role == "cnn":
                 options = {"runs": config.runs, "threads": config.threads} if what in MEASURED_TARGETS else {}
                 key = cache.key(stage=stage, subject=current.digest, code=code_digest("targets"), **options)
@@ -261,7 +263,7 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> dict
             bar.advance(task)
     summary = {
         "dataset": config.dataset,
-        "models": {role: config.model_for(role) for role in ("cnn", "gray", "edges")},
+        "models": {stage: config.model_for(stage, role) for stage, role, _ in stages},
         "timesteps": config.timesteps,
         "headline": headline(rows),
         "absent_targets": absent,
@@ -281,3 +283,23 @@ def _progress(enabled: bool):
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     disable=not enabled, transient=False)
 
+
+def searched_models(dataset: str, objective: str = "hierarchical") -> dict:
+    """Each target's best checkpoint from its AutoML study (``edgefer search``): the edge targets'
+    CNNs and Loihi's grayscale net. The search space has no input mode, so the edge-map Loihi row
+    keeps the shipped edge-map net; host and gpu keep the shipped CNN as the measured reference."""
+    from edgefer.automl.search import SearchSettings
+
+    models, missing = {}, []
+    for target, stage in [(name, name) for name in EDGE_TARGETS] + [("loihi", "loihi-gray")]:
+        best = SearchSettings(dataset=dataset, target=target, objective=objective, progress=False).out / "best.safetensors"
+        if best.is_file():
+            models[stage] = str(best)
+        else:
+            missing.append((target, best))
+    if missing:
+        raise EdgeferError("--search needs every target's search result; missing "
+                           + "; ".join(f"{target} ({path})" for target, path in missing) + ". Run "
+                           + " and ".join(f"edgefer search --target {t} --dataset {dataset} --objective {objective}"
+                                          for t, _ in missing))
+    return models

@@ -179,8 +179,10 @@ class _Int8Synapses:
         frames = spikes.reshape(steps * batch, *self.layer.input_shape)
         if self.layer.kind == "conv":
             stride, padding, dilation, groups = _geometry(self.layer)
+            # 0/1 spikes: a bool cast viewed as uint8 is the same bytes, 2-3x faster than a uint8 cast.
+            spikes_u8 = frames.bool().view(torch.uint8).contiguous(memory_format=torch.channels_last)
             current = torch.ops.onednn.qconv2d_pointwise(
-                frames.to(torch.uint8, memory_format=torch.channels_last), 1.0, 0, self.packed, self.scales,
+                spikes_u8, 1.0, 0, self.packed, self.scales,
                 self.zero_points, None, stride, padding, dilation, groups, 1.0, 0, torch.float32, "none", [], "")
         else:
             if frames.dim() == 4:

@@ -14,9 +14,10 @@ its IAF scan). edgefer runs each set in its own mode (float, integer Loihi), wit
 (``record=True``). Speed-ups compare edgefer with the faster peer on the same weights. Accuracy
 (argmax of output spike counts, ties to the first class, the same rule for every simulator) is
 over the whole held-out test set; images/s from the batch-64 pass over that set and from
---batch1-images single images, the median of --repeats passes, the simulators interleaved within
-each pass so that they share the machine's load; the load average is recorded. Peers are optional
-(benchmark-only extras): a missing one is reported as skipped. Writes runs/bench/snn_speed.json.
+--batch1-images single images, the median of --repeats passes, in wall time and in CPU time of
+the process (all threads; less disturbed by other jobs on a shared machine), the simulators
+interleaved within each pass so that they share the machine's load; the load average is
+recorded. Peers are optional (benchmark-only extras): a missing one is reported as skipped. Writes runs/bench/snn_speed.json.
 """
 
 from __future__ import annotations
@@ -149,10 +150,11 @@ class SinabsRunner:
         return out.reshape(batch, steps, -1).sum(1)
 
 
-def run(runner, spike_batches: list[torch.Tensor]) -> tuple[torch.Tensor, float]:
-    started = time.perf_counter()
+def run(runner, spike_batches: list[torch.Tensor]) -> tuple[torch.Tensor, float, float]:
+    """Output spike counts, wall seconds and this process's CPU seconds (all threads)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     counts = torch.cat([runner(s) for s in spike_batches])
-    return counts, time.perf_counter() - started
+    return counts, time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def main() -> None:
@@ -165,7 +167,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench/snn_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console(width=180)  # full tables in logs too
+    console = Console(width=220)  # full tables in logs too
     model = load_model(args.model)
     test = heldout_test_set(model)
     labels = model_labels(model, test)
@@ -189,12 +191,14 @@ def main() -> None:
         runner(spikes[:, :2])  # warm-up: allocator, kernels and lazy imports are not timed
     load_before = os.getloadavg()
     seconds = {(id(r), b): [] for r in runners for b in cases}
+    cpu_seconds = {(id(r), b): [] for r in runners for b in cases}
     counts = {}
     for repeat in range(args.repeats):
         for batch, batches in cases.items():
             for runner in runners:  # interleaved: every simulator sees the same stretch of load
-                counts[id(runner), batch], elapsed = run(runner, batches)
+                counts[id(runner), batch], elapsed, cpu = run(runner, batches)
                 seconds[id(runner), batch].append(elapsed)
+                cpu_seconds[id(runner), batch].append(cpu)
         console.print(f"pass {repeat + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.1f})")
     load_after = os.getloadavg()
     rows = []
@@ -208,12 +212,17 @@ def main() -> None:
             times = seconds[id(runner), batch]
             row[f"images_per_s_batch{batch}"] = count[batch] / statistics.median(times)
             row[f"images_per_s_batch{batch}_runs"] = [count[batch] / t for t in times]
+            # CPU time is less disturbed by other jobs on a shared machine than wall time.
+            row[f"images_per_cpu_s_batch{batch}"] = count[batch] / statistics.median(cpu_seconds[id(runner), batch])
         rows.append(row)
     for batch in cases:
         key = f"images_per_s_batch{batch}"
+        cpu_key = f"images_per_cpu_s_batch{batch}"
         for row in rows:
-            peers = [r[key] for r in rows if r["peer"] and r["weights"] == row["weights"]]
-            row[f"speedup_vs_fastest_peer_batch{batch}"] = row[key] / max(peers) if peers else None
+            peers = [r for r in rows if r["peer"] and r["weights"] == row["weights"]]
+            row[f"speedup_vs_fastest_peer_batch{batch}"] = row[key] / max(r[key] for r in peers) if peers else None
+            row[f"cpu_speedup_vs_fastest_peer_batch{batch}"] = (row[cpu_key] / max(r[cpu_key] for r in peers)
+                                                                 if peers else None)
     payload = {"benchmark": "snn_speed", "model": args.model, "timesteps": args.timesteps, "threads": args.threads,
                "repeats": args.repeats, "statistic": "median of the repeats",
                "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
@@ -225,13 +234,16 @@ def main() -> None:
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     table = Table(title=f"SNN simulation throughput, {args.model}, T={args.timesteps}, {args.threads} threads, "
                         f"median of {args.repeats} (measured; load average {load_before[0]:.1f} -> {load_after[0]:.1f})")
-    for col in ("simulator", "accuracy", "img/s batch 64", "img/s batch 1", "x fastest peer (64)", "x fastest peer (1)"):
+    for col in ("simulator", "accuracy", "img/s batch 64", "img/s batch 1", "x fastest peer (64)", "x fastest peer (1)",
+                "img/CPU-s 64", "img/CPU-s 1", "x peer CPU (64)", "x peer CPU (1)"):
         table.add_column(col, justify="left" if col == "simulator" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for r in rows:
         table.add_row(r["simulator"], f"{100 * r['accuracy']:.2f} %", f"{r['images_per_s_batch64']:.2f}",
                       f"{r['images_per_s_batch1']:.2f}", fmt(r["speedup_vs_fastest_peer_batch64"]),
-                      fmt(r["speedup_vs_fastest_peer_batch1"]))
+                      fmt(r["speedup_vs_fastest_peer_batch1"]), f"{r['images_per_cpu_s_batch64']:.2f}",
+                      f"{r['images_per_cpu_s_batch1']:.2f}", fmt(r["cpu_speedup_vs_fastest_peer_batch64"]),
+                      fmt(r["cpu_speedup_vs_fastest_peer_batch1"]))
     console.print(table)
     for name, why in skipped.items():
         console.print(f"skipped {name}: {why}")

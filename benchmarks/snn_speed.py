@@ -17,7 +17,8 @@ over the whole held-out test set; images/s from the batch-64 pass over that set 
 --batch1-images single images, the median of --repeats passes, in wall time and in CPU time of
 the process (all threads; less disturbed by other jobs on a shared machine), the simulators
 interleaved within each pass so that they share the machine's load; the load average is
-recorded. Peers are optional (benchmark-only extras): a missing one is reported as skipped. Writes runs/bench/snn_speed.json.
+recorded. Peers are optional (benchmark-only extras): a missing one is reported as skipped.
+Writes runs/bench/snn_speed.json.
 """
 
 from __future__ import annotations

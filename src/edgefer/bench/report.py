@@ -131,16 +131,23 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     if loihi:
         import numpy as np
 
-        names = [layer["layer"] for layer in next(iter(loihi.values()))["layers"]]
-        fig, ax = plt.subplots(figsize=(8, 3.6))
-        width = 0.8 / len(loihi)
-        for k, (mode, r) in enumerate(sorted(loihi.items())):
-            ax.bar(np.arange(len(names)) + k * width, [max(layer["spikes"], 1e-1) for layer in r["layers"]], width,
-                   label=f"{mode} ({r['spikes_per_image']:,.0f} spikes/image)")
-        ax.set_xticks(np.arange(len(names)) + width * (len(loihi) - 1) / 2, names, rotation=20)
-        ax.set_yscale("log")
-        ax.set_ylabel("spikes per image (log)")
-        ax.legend(fontsize=8)
+        modes = sorted(loihi)
+        layer_names = {mode: [layer["layer"] for layer in loihi[mode]["layers"]] for mode in modes}
+        shared = all(names == layer_names[modes[0]] for names in layer_names.values())
+        # One net for both inputs: grouped bars per layer; different nets (a searched one): a panel each.
+        panels = [modes] if shared else [[mode] for mode in modes]
+        fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 3.6), squeeze=False)
+        for ax, panel in zip(axes[0], panels):
+            names = layer_names[panel[0]]
+            width = 0.8 / len(panel)
+            for k, mode in enumerate(panel):
+                r = loihi[mode]
+                ax.bar(np.arange(len(names)) + k * width, [max(layer["spikes"], 1e-1) for layer in r["layers"]], width,
+                       label=f"{mode}: {r['model']} ({r['spikes_per_image']:,.0f} spikes/image)")
+            ax.set_xticks(np.arange(len(names)) + width * (len(panel) - 1) / 2, names, rotation=20)
+            ax.set_yscale("log")
+            ax.set_ylabel("spikes per image (log)")
+            ax.legend(fontsize=8)
         save(fig, "spikes_per_layer")
     return written
 
@@ -185,6 +192,12 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
             f"Loihi at {coral['power_w'] / 100 * 1e3:.0f} mW, below the chip's own idle power, so the study's "
             "figure can only compare dynamic (above-idle) power, or a higher Coral draw than its published "
             "active figure; our dynamic-only ratios are given above for that reason.")
+    loihi_models = {(r["model"], r["params"]) for r in rows if r["target"] == "loihi" and r.get("status") == "ok"}
+    if coral is not None and loihi_models and any(name != coral["model"] for name, _ in loihi_models):
+        lines.append("The rows compare networks as well as devices, as the study did: Coral runs "
+                     f"{coral['model']} ({coral['params']:,} parameters) while Loihi runs "
+                     + " and ".join(f"{name} ({params:,})" for name, params in sorted(loihi_models))
+                     + ", a net without bias or pooling that a spiking chip can take.")
     edges = head.get("edges_vs_gray")
     if edges:
         lines.append(f"Edge maps vs grayscale on Loihi: accuracy {edges['accuracy_points']:+.2f} points, spikes "

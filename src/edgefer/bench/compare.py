@@ -115,6 +115,7 @@ class _Subject:
     inputs: np.ndarray
     labels: np.ndarray
     digest: str
+    _torch_accuracy: float | None = None
 
     @classmethod
     def load(cls, name: str, dataset: str, data_root) -> "_Subject":
@@ -133,6 +134,12 @@ class _Subject:
         return cls(name, model, test, prepare_input(test.images, model.input_mode), model_labels(model, test),
                    f"{model.digest()}-{data_digest}")
 
+    def torch_accuracy(self) -> float:
+        """The torch model's accuracy, computed once: every edge target's artifact is compared with it."""
+        if self._torch_accuracy is None:
+            self._torch_accuracy = float(np.mean(self.model.logits(self.inputs).argmax(axis=1) == self.labels))
+        return self._torch_accuracy
+
     def size(self) -> dict:
         summary = self.model.summary()
         label = self.model.info.get("name") or (Path(self.name).stem if Path(self.name).suffix else self.name)
@@ -148,7 +155,7 @@ def edge_row(subject: _Subject, target_name: str, artifact_dir: Path, config: Co
     """One edge target: export, accuracy of the artifact in its runtime, cost (measured or modeled)."""
     from edgefer.targets.bench import bench_target
 
-    torch_accuracy = float(np.mean(subject.model.logits(subject.inputs).argmax(axis=1) == subject.labels))
+    torch_accuracy = subject.torch_accuracy()
     bench = bench_target(subject.model, target_name, artifact_dir, subject.inputs, subject.labels, torch_accuracy,
                          config.runs, config.threads)
     row = {"target": target_name, "input": subject.model.input_mode, **subject.size(), "runtime": bench["runtime"],

@@ -252,15 +252,16 @@ def test_every_constant_and_point_is_cited():
         assert point["citation"] in cites and point["split"] in ("fit", "holdout")
 
 
-@pytest.mark.parametrize("device", ["coral", "jetson-nano", "rpi4"])
+@pytest.mark.parametrize("device", MODELED)
 def test_cost_model_predicts_published_points(device):
     report = costmodel.validation_report(device)
     assert report["n_fit"] >= 2 and report["n_holdout"] >= 1
-    assert report["mdape_all"] <= 0.30, report
+    assert report["mdape_fit"] <= 0.30 and report["mdape_all"] <= 0.30, report
+    assert report["mdape_holdout"] is not None  # held-out error is reported (edgefer targets), not bounded here
 
 
 def test_held_out_points_never_enter_the_fit(monkeypatch):
-    before = {d: costmodel.fitted_model(d) for d in ("coral", "rpi4", "jetson-nano")}
+    before = {d: costmodel.fitted_model(d) for d in MODELED}
     fit_only = tuple(p for p in costmodel.published_points() if p["split"] == "fit")
     altered = fit_only + tuple({**p, "latency_s": p["latency_s"] * 10} for p in costmodel.published_points()
                                if p["split"] == "holdout")
@@ -274,9 +275,17 @@ def test_held_out_points_never_enter_the_fit(monkeypatch):
         costmodel.fitted_model.cache_clear()
 
 
-def test_device_without_points_reports_unvalidated():
-    report = costmodel.validation_report("ncs2")
-    assert report["status"].startswith("unvalidated") and report["mdape_all"] is None
+def test_device_without_points_reports_unvalidated(monkeypatch):
+    # every modeled device has published points now, so take the NCS2's away
+    others = tuple(p for p in costmodel.published_points() if p["device"] != "ncs2")
+    monkeypatch.setattr(costmodel, "published_points", lambda: others)
+    costmodel.fitted_model.cache_clear()
+    try:
+        report = costmodel.validation_report("ncs2")
+        assert report["status"].startswith("unvalidated") and report["mdape_all"] is None
+        assert costmodel.fitted_model("ncs2") == costmodel.base_model("ncs2")  # cited/assumed values, nothing fitted
+    finally:
+        costmodel.fitted_model.cache_clear()
 
 
 def test_an_artifact_folder_can_be_moved(tiny_model, inputs, tmp_path, rpi4_artifact):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from edgefer.bench.compare import CompareConfig, headline, run_compare
-from edgefer.bench.report import pareto_front
+from edgefer.pareto import pareto_front
 from edgefer.errors import EdgeferError
 from edgefer.nn.recipes import SplitPlan
 from edgefer.nn.spec import ArchSpec
@@ -125,8 +125,10 @@ def test_headline_ratios_and_realtime_from_rows():
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    points = [(1.0, 0.9), (2.0, 0.95), (3.0, 0.93), (0.5, 0.5), (2.0, 0.90)]
-    assert pareto_front(points) == [3, 0, 1]
+    points = [(1.0, 0.9), (2.0, 0.95), (3.0, 0.93), (0.5, 0.5), (2.0, 0.90)]  # (energy: low, accuracy: high)
+    assert pareto_front(points, maximise=(False, True)) == [0, 1, 3]
+    assert pareto_front([(1.0, 1.0, 1.0), (1.0, 1.0, 1.0)], maximise=(True, False, False)) == [0, 1]  # ties stay
+    assert pareto_front([(0.9, 2.0, 1.0), (0.9, 1.0, 1.0)], maximise=(True, False, False)) == [1]
 
 
 def test_compare_rejects_bad_input(tiny_models, tmp_path):

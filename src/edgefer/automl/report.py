@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from edgefer import pareto
 from edgefer.errors import EdgeferError
 
 COST_COLUMNS = ("val_accuracy", "latency_s", "power_w", "energy_j", "pdp_j", "cost_source", "params", "macs",
@@ -41,13 +42,9 @@ def completed(rows: list[dict]) -> list[dict]:
 
 def pareto_front(rows: list[dict]) -> list[dict]:
     """Completed trials that no other trial beats on validation accuracy, latency and energy at once."""
-    def dominates(a, b):
-        no_worse = a["val_accuracy"] >= b["val_accuracy"] and a["latency_s"] <= b["latency_s"] and a["energy_j"] <= b["energy_j"]
-        better = a["val_accuracy"] > b["val_accuracy"] or a["latency_s"] < b["latency_s"] or a["energy_j"] < b["energy_j"]
-        return no_worse and better
-
     done = completed(rows)
-    front = [r for r in done if not any(dominates(o, r) for o in done)]
+    points = [(r["val_accuracy"], r["latency_s"], r["energy_j"]) for r in done]
+    front = [done[i] for i in pareto.pareto_front(points, maximise=(True, False, False))]
     return sorted(front, key=lambda r: (-r["val_accuracy"], r["energy_j"]))
 
 

@@ -9,6 +9,8 @@ import html
 import json
 from pathlib import Path
 
+from edgefer.pareto import pareto_front
+
 CSV_COLUMNS = ("target", "input", "model", "params", "macs", "artifact", "runtime", "accuracy", "accuracy_source", "n",
                "reference_accuracy", "accuracy_drop_points", "latency_s", "fps", "power_w", "energy_j", "pdp_j",
                "source", "realtime", "citations", "status", "why")
@@ -31,16 +33,6 @@ def _ok(rows: list[dict]) -> list[dict]:
 
 def _fmt(value, spec: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both lower energy and higher accuracy."""
-    front = []
-    for i, (energy, accuracy) in enumerate(points):
-        dominated = any(e <= energy and a >= accuracy and (e < energy or a > accuracy) for e, a in points)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
 
 
 def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
@@ -118,7 +110,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     for (energy, acc), r, color in zip(points, powered, pcolors):
         ax.scatter(energy, acc, color=color, s=40, zorder=3)
         ax.annotate(row_label(r), (energy, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    front = pareto_front(points)
+    front = sorted(pareto_front(points, maximise=(False, True)), key=lambda i: points[i][0])
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black", linewidth=1, linestyle=":",
             label="Pareto front", zorder=2)
     ax.set_xscale("log")

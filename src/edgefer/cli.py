@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgefer.bench.command import register as register_bench
+from edgefer.console import make_console
 from edgefer.automl.command import search_app
 from edgefer.errors import EdgeferError
 from edgefer.live.command import live_command
@@ -21,8 +21,7 @@ from edgefer.targets.command import register as register_targets
 
 app = typer.Typer(help="Real-time facial expression recognition at the edge.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-# Tables stay readable when output goes to a file or a CI log (rich assumes 80 columns there).
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = make_console()
 
 DataOpt = typer.Option(..., "--data", help="Named dataset (ckplus, fer2013), an npz, a Kaggle fer2013.csv or an image folder.")
 DataRootOpt = typer.Option(None, "--data-root", help="Folder of named datasets (default: $EDGEFER_DATA, else ../shared/data).")

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from edgefer.console import make_console
+
 search_app = typer.Typer(help="Hardware-aware architecture search (Optuna) for one edge target.",
                          invoke_without_command=True, add_completion=False)
 
@@ -17,12 +19,6 @@ DatasetOpt = typer.Option("ckplus", "--dataset", help="ckplus | fer2013.")
 ObjectiveOpt = typer.Option("hierarchical", "--objective", help="hierarchical (accuracy, then power-delay product) | pareto (accuracy, latency, energy).")
 StorageOpt = typer.Option(None, "--storage", help="Optuna RDB URL, e.g. postgresql://user@host/db (default: SQLite in --out).")
 OutOpt = typer.Option(None, "--out", help="Folder for the study's files (default runs/search/<dataset>-<target>-<objective>).")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _settings(target: Optional[str], **options):
@@ -52,7 +48,7 @@ def _print_rows(title: str, rows: list[dict], reference: dict | None) -> None:
     if reference:
         table.add_row(reference["model"], f"{100 * reference['val_accuracy']:.2f} %", f"{1e3 * reference['latency_s']:.3g} ms",
                       f"{1e3 * reference['energy_j']:.3g} mJ", f"{reference['power_w']:.3g} W", "", "shipped reference")
-    _console().print(table)
+    make_console().print(table)
 
 
 @search_app.callback()
@@ -90,10 +86,10 @@ def search_command(
     best = summary["best"]
     if best is not None:
         _print_rows(f"{settings.study_name}: Pareto set ({len(summary['pareto'])})", summary["pareto"], summary["reference"])
-        _console().print(f"best trial {best['trial']}: validation {100 * best['val_accuracy']:.2f} %, held-out test "
+        make_console().print(f"best trial {best['trial']}: validation {100 * best['val_accuracy']:.2f} %, held-out test "
                          f"{100 * best['test_accuracy']:.2f} % (n={best['test_n']}); wrote {settings.out}")
     else:
-        _console().print(f"no trial completed yet; wrote {settings.out}")
+        make_console().print(f"no trial completed yet; wrote {settings.out}")
 
 
 @search_app.command("show")

@@ -9,14 +9,10 @@ from typing import Optional
 
 import typer
 
+from edgefer.console import make_console
+
 DEMO_VIDEO = Path("video") / "WolfgangLanger_Pexels.mp4"  # in the data folder (see ../shared/data/README.md)
 DEMO_LIVE_MODEL = "fer2013-cnn"  # trained in the wild: the right model for a real video
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _print_table(summary: dict, console) -> None:
@@ -55,7 +51,7 @@ def compare_command(
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
-    console = _console()
+    console = make_console()
     _print_table(summary, console)
     console.print(f"report: {summary['files']['report_html']} (also report.md, results.json, results.csv)")
 
@@ -81,7 +77,7 @@ def demo_command(
     from edgefer.bench.compare import CompareConfig, run_compare
     from edgefer.live.pipeline import LiveConfig, format_summary, run_live
 
-    console = _console()
+    console = make_console()
     source = video or demo_video(data_root)
     summary = run_compare(CompareConfig(dataset="ckplus", data_root=data_root), out / "ckplus")
     _print_table(summary, console)

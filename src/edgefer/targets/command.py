@@ -9,13 +9,9 @@ from pathlib import Path
 
 import typer
 
+from edgefer.console import make_console
+
 ModelOpt = typer.Option(..., "--model", help="Shipped model name or checkpoint path.")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def targets_command(json_out: bool = typer.Option(False, "--json", help="Print JSON.")):
@@ -43,7 +39,7 @@ def targets_command(json_out: bool = typer.Option(False, "--json", help="Print J
                                        + ("-" if v["mdape_holdout"] is None else f"{v['mdape_holdout']:.0%}") + f" (n={v['n_holdout']})")
         table.add_row(r["target"], f"{r['artifact']} {r['precision']}", r["accuracy"], r["latency"],
                       "yes" if r["available"] else f"no: {r['why']}", valid)
-    _console().print(table)
+    make_console().print(table)
 
 
 def export_command(model: str = ModelOpt,
@@ -79,7 +75,7 @@ def bench_command(model: str = ModelOpt,
     if json_out:
         sys.stdout.write(json.dumps({**{k: v for k, v in result.items() if k != "rows"}, "rows": rows}, indent=2) + "\n")
         return
-    _console().print(format_table(result))
+    make_console().print(format_table(result))
 
 
 def _fmt(value, spec):

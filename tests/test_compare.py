@@ -33,6 +33,9 @@ def _tiny(path, dataset="ckplus", input_mode="gray", **spec):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)  # untrained weights: fixed, so every run simulates the same spikes
     folder = tmp_path_factory.mktemp("compare-models")
     cnn = _tiny(folder / "cnn.safetensors", downsample="maxpool", batchnorm=True)
     loihi = dict(downsample="stride2", bias=False, batchnorm=False, stem=3)
@@ -122,6 +125,21 @@ def test_headline_ratios_and_realtime_from_rows():
     assert gray["accuracy_points"] == pytest.approx(-1.0)
     assert head["edges_vs_gray"]["spikes_change"] == pytest.approx(-0.5)
     assert head["all_realtime"] is False and head["not_realtime"] == ["loihi/edges"]  # 20 FPS < 28
+
+
+def test_headline_with_a_silent_gray_net_has_no_spike_ratio():
+    from edgefer.bench.report import explain_headline
+
+    def loihi(input_mode, spikes):
+        return {"target": "loihi", "input": input_mode, "status": "ok", "power_w": 0.1, "latency_s": 1e-3,
+                "energy_j": 1e-4, "fps": 1e3, "accuracy": 0.5, "dynamic_energy_j": 5e-5, "spikes_per_image": spikes,
+                "input_sparsity": 0.5, "model": "m", "params": 1, "static_power_w": 0.029}
+
+    rows = [loihi("gray", 0.0), loihi("edges", 10.0)]
+    head = headline(rows)
+    assert head["edges_vs_gray"]["spikes_change"] is None
+    assert any("spikes n/a (no spikes with gray input)" in line
+               for line in explain_headline({"headline": head}, rows))
 
 
 def test_pareto_front_keeps_only_undominated_points():

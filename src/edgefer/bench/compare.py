@@ -215,7 +215,9 @@ def headline(rows: list[dict]) -> dict:
         out["edges_vs_gray"] = {"accuracy_points": 100 * (edges["accuracy"] - gray["accuracy"]),
                                 "power_change": edges["power_w"] / gray["power_w"] - 1,
                                 "energy_change": edges["energy_j"] / gray["energy_j"] - 1,
-                                "spikes_change": edges["spikes_per_image"] / gray["spikes_per_image"] - 1,
+                                # a gray-input net can stay silent (an untrained or badly scaled one)
+                                "spikes_change": edges["spikes_per_image"] / gray["spikes_per_image"] - 1
+                                if gray["spikes_per_image"] else None,
                                 "input_sparsity": {"gray": gray["input_sparsity"], "edges": edges["input_sparsity"]}}
     timed = [r for r in by_key.values() if r.get("fps") is not None]
     out["all_realtime"] = bool(timed) and all(r["fps"] > REALTIME_FPS for r in timed)
@@ -241,10 +243,12 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> dict
         raise EdgeferError(f"--timesteps must be >= 1, got {config.timesteps}")
     out = Path(out)
     cache = StageCache(out / "cache", config.fresh)
-    present = [name for name in MEASURED_TARGETS if get_target(name).available()[0]]
-    absent = {name: get_target(name).available()[1] for name in MEASURED_TARGETS if name not in present}
-    stages = [(f"{name}", "cnn", name) for name in (*present, *EDGE_TARGETS)]
+    availability = {name: get_target(name).available() for name in MEASURED_TARGETS}
+    present = [name for name, (ok, _) in availability.items() if ok]
+    absent = {name: why for name, (ok, why) in availability.items() if not ok}
+    stages = [(name, "cnn", name) for name in (*present, *EDGE_TARGETS)]
     stages += [(f"loihi-{mode}", mode, mode) for mode in LOIHI_INPUTS]
+    code = {"cnn": code_digest("targets"), "snn": code_digest("snn")}
     subjects: dict[str, _Subject] = {}
 
     def subject(name: str) -> _Subject:
@@ -261,10 +265,10 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> dict
             current = subject(config.model_for(stage, role))
             if role == "cnn":
                 options = {"runs": config.runs, "threads": config.threads} if what in MEASURED_TARGETS else {}
-                key = cache.key(stage=stage, subject=current.digest, code=code_digest("targets"), **options)
+                key = cache.key(stage=stage, subject=current.digest, code=code["cnn"], **options)
                 row = cache.run(stage, key, lambda: edge_row(current, what, out / "artifacts", config))
             else:
-                key = cache.key(stage=stage, subject=current.digest, code=code_digest("snn"), timesteps=config.timesteps)
+                key = cache.key(stage=stage, subject=current.digest, code=code["snn"], timesteps=config.timesteps)
                 row = cache.run(stage, key, lambda: loihi_row(current, what, config))
             rows.append(row)
             bar.advance(task)

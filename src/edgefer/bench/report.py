@@ -193,7 +193,8 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
     edges = head.get("edges_vs_gray")
     if edges:
         lines.append(f"Edge maps vs grayscale on Loihi: accuracy {edges['accuracy_points']:+.2f} points, spikes "
-                     f"{100 * edges['spikes_change']:+.1f} %, power {100 * edges['power_change']:+.1f} %, energy "
+                     + ("n/a (no spikes with gray input)" if edges["spikes_change"] is None else f"{100 * edges['spikes_change']:+.1f} %")
+                     + f", power {100 * edges['power_change']:+.1f} %, energy "
                      f"{100 * edges['energy_change']:+.1f} % (input sparsity {edges['input_sparsity']['gray']:.2f} gray, "
                      f"{edges['input_sparsity']['edges']:.2f} edges). The study found edges raise accuracy and cut "
                      "power and energy.")

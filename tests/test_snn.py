@@ -137,6 +137,11 @@ def _assert_same(net: SpikingNet, x: torch.Tensor, steps: int, encoding: str, ch
     assert torch.equal(fast.integrated, slow.integrated)
     assert torch.equal(fast.counts, slow.counts)
     assert sum(float(t.sum()) for t in trains) > 0  # the comparison is not between silent networks
+    # Without trains to keep, layers feeding int8 synapses hand on uint8 spikes: the same run.
+    lean = simulate(net, net.rates(x), steps, encoding, seed=3, chunk_elements=chunk_elements)
+    assert torch.equal(lean.counts, fast.counts) and torch.equal(lean.membrane, fast.membrane)
+    assert all(torch.equal(a.spikes, b.spikes) and torch.equal(a.active_updates, b.active_updates)
+               for a, b in zip(lean.layers, fast.layers))
     return fast, trains
 
 
@@ -150,6 +155,43 @@ def test_time_batched_simulation_gives_exactly_the_reference_spikes(precision, e
     if precision == "loihi":
         net = quantise_loihi(net)
     _assert_same(net, x, 17, encoding, chunk)
+
+
+@pytest.mark.parametrize("spike_dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("bounds", [None, (-300.0, 300.0)])
+def test_compiled_scan_matches_the_torch_loop_across_blocks(spike_dtype, bounds):
+    """The compiled integrate-and-fire scan against the step-by-step torch loop, on a layer wider
+    than one parallel block (the last block partial) with currents that saturate the state."""
+    from edgefer.snn.neuron_scan import _BLOCK, integrate_and_fire
+
+    generator = torch.Generator().manual_seed(0)
+    steps, batch, neurons, threshold = 9, 3, 2 * _BLOCK + 37, 97.0
+    current = torch.randint(-200, 400, (steps, batch, neurons), generator=generator).float()
+    current[:, :, ::5] = 0  # silent inputs: not active updates
+    start = torch.randint(-100, 100, (batch, neurons), generator=generator).float()
+    membrane, spikes = start.clone(), torch.empty(current.shape, dtype=spike_dtype)
+    counts = torch.zeros(batch, neurons, dtype=torch.int32)
+    active = integrate_and_fire(current, membrane, spikes, threshold, bounds, counts)
+
+    def torch_loop(state_bounds):
+        v, fired = start.clone(), torch.empty_like(current)
+        for t in range(steps):
+            v += current[t]
+            if state_bounds is not None:
+                v.clamp_(*state_bounds)
+            torch.ge(v, threshold, out=fired[t])
+            v.sub_(fired[t], alpha=threshold)
+        return v, fired
+
+    v, expected = torch_loop(bounds)
+    assert torch.equal(spikes.float(), expected) and torch.equal(membrane, v)
+    assert torch.equal(counts, expected.sum(0).int())
+    assert torch.equal(active, (current != 0).sum((0, 2)))
+    assert 0 < float(expected.mean()) < 1
+    if bounds is not None:  # the state saturated: the bounds changed the spikes
+        assert not torch.equal(expected, torch_loop(None)[1])
+    with pytest.raises(ValueError, match="contiguous"):
+        integrate_and_fire(current.transpose(1, 2), membrane.t(), spikes.transpose(1, 2), threshold, bounds)
 
 
 @pytest.mark.parametrize("head", ["flatten", "avg"])

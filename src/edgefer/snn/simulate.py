@@ -1,7 +1,8 @@
 """Simulation of a SpikingNet: time-batched and vectorised, plus a per-timestep reference loop.
 
 ``simulate`` computes a layer's synaptic input for a whole chunk of timesteps with one
-convolution (time folded into the batch), then scans its neurons over those timesteps; a batch of
+convolution (time folded into the batch), then scans its neurons over those timesteps (compiled,
+``edgefer.snn.neuron_scan``; torch operations where a leak or float64 state needs them); a batch of
 images runs at once. ``simulate_reference`` is the straightforward loop (every timestep through
 every layer). Both apply the same integer or float operations in the same order, so they give
 exactly the same spikes (tests check it). In Loihi mode all state is integer-valued: currents are
@@ -21,6 +22,7 @@ import torch
 
 from edgefer.errors import EdgeferError
 from edgefer.snn.convert import SpikingLayer, SpikingNet
+from edgefer.snn.neuron_scan import integrate_and_fire
 
 ENCODINGS = ("rate", "poisson")
 READOUTS = ("spikes", "membrane")
@@ -179,8 +181,10 @@ class _Int8Synapses:
         frames = spikes.reshape(steps * batch, *self.layer.input_shape)
         if self.layer.kind == "conv":
             stride, padding, dilation, groups = _geometry(self.layer)
-            # 0/1 spikes: a bool cast viewed as uint8 is the same bytes, 2-3x faster than a uint8 cast.
-            spikes_u8 = frames.bool().view(torch.uint8).contiguous(memory_format=torch.channels_last)
+            # 0/1 spikes: a bool cast viewed as uint8 is the same bytes, 2-3x faster than a uint8 cast;
+            # the compiled scan's spikes are uint8 already.
+            spikes_u8 = frames if frames.dtype == torch.uint8 else frames.bool().view(torch.uint8)
+            spikes_u8 = spikes_u8.contiguous(memory_format=torch.channels_last)
             current = torch.ops.onednn.qconv2d_pointwise(
                 spikes_u8, 1.0, 0, self.packed, self.scales,
                 self.zero_points, None, stride, padding, dilation, groups, 1.0, 0, torch.float32, "none", [], "")
@@ -276,6 +280,31 @@ def _synapses(net: SpikingNet, binary_input: bool) -> list:
     return [_FloatSynapses(layer) for layer in net.layers]
 
 
+def _torch_scan(net: SpikingNet, layer: SpikingLayer, syn, current: torch.Tensor, v: torch.Tensor, buffers: _Buffers,
+                record: bool, active: torch.Tensor | None, output_membranes: list | None) -> torch.Tensor:
+    """The scan as torch operations, for what the compiled one does not cover (a leak, float64
+    state, the output membrane after every step): ``v`` is updated in place, spikes are returned."""
+    dtype, bounds, threshold = v.dtype, net.state_bounds, layer.threshold
+    out = buffers.like("spikes", current, torch.float32)
+    if record and not net.leak:
+        # Without a leak a neuron's state changes only when input arrives: active = input != 0.
+        active += _memory_order(current, syn.memory_format).bool().sum(2, dtype=torch.int32).sum(0)
+    for t in range(current.shape[0]):
+        if record and net.leak:  # with a leak, a non-zero membrane decays: that update is active too
+            active += ((current[t] != 0) | (v != 0)).reshape(v.shape[0], -1).sum(1)
+        if net.leak:
+            v.copy_(_leak(net, v))
+        v += current[t]
+        if bounds is not None:
+            v.clamp_(*bounds)
+        fired = out[t]
+        torch.ge(v, threshold, out=fired)
+        v.sub_(fired.to(dtype), alpha=threshold) if dtype != torch.float32 else v.sub_(fired, alpha=threshold)
+        if output_membranes is not None:
+            output_membranes.append(v.double().clone())
+    return out
+
+
 @torch.no_grad()
 def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str = "rate", seed: int = 0,
              record: bool = True, chunk_elements: int = 6_000_000, spikes_in: torch.Tensor | None = None,
@@ -284,7 +313,8 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
 
     Timesteps are processed in chunks (as many as fit ``chunk_elements`` floats of the widest
     layer; kept under glibc's 32 MB mmap ceiling, buffers are reused instead of page-faulted anew):
-    within a chunk each layer gets its synaptic input for all chunk steps in one call, then its neurons are scanned step by step. In Loihi mode the synaptic sums are int8 convolutions
+    within a chunk each layer gets its synaptic input for all chunk steps in one call, then its
+    neurons are scanned step by step. In Loihi mode the synaptic sums are int8 convolutions
     and matrix products (exact, see ``_Int8Synapses``). ``record`` adds per-layer accounting; a ``trains`` list
     receives every layer's spike trains (T x N x output_shape), for checking; a ``history`` list
     receives the output layer's (counts, membrane, integrated input) after every step, from which
@@ -314,7 +344,7 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     # Accounting: per image, neuron updates with input (per chunk) and every neuron's spike count
     # (memory order); the rest follows from the counts at the end (see _layer_stats).
     active = [torch.zeros(batch, dtype=torch.int64) for _ in net.layers] if record else []
-    spike_maps = [torch.zeros(batch, layer.neurons, dtype=torch.float64) for layer in net.layers] if record else []
+    spike_maps = [torch.zeros(batch, layer.neurons, dtype=torch.int32) for layer in net.layers] if record else []
     chunks: list[list[torch.Tensor]] = [[] for _ in net.layers]
     output_membranes: list[torch.Tensor] = []
     for start in range(0, timesteps, chunk):
@@ -327,27 +357,22 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
             if bounds is not None and clamp_current[index]:
                 current = current.clamp(*bounds)
             current = current.to(dtype)
-            out = buffers[index].like("spikes", current, torch.float32)
             threshold = layer.threshold
-            per_step_activity = record and bool(net.leak)
-            if record and not net.leak:
-                # Without a leak a neuron's state changes only when input arrives: active = input != 0.
-                by_neuron = _memory_order(current, syn.memory_format)
-                active[index] += by_neuron.bool().sum(2, dtype=torch.int32).sum(0)
-            for t in range(steps):
-                if per_step_activity:  # with a leak, a non-zero membrane decays: that update is active too
-                    active[index] += ((current[t] != 0) | (v != 0)).reshape(batch, -1).sum(1)
-                if net.leak:
-                    v = _leak(net, v)
-                v += current[t]
-                if bounds is not None:
-                    v.clamp_(*bounds)
-                fired = out[t]
-                torch.ge(v, threshold, out=fired)
-                v.sub_(fired.to(dtype), alpha=threshold) if dtype != torch.float32 else v.sub_(fired, alpha=threshold)
-                if history is not None and index == last:
-                    output_membranes.append(v.double().clone())
-            membranes[index] = v
+            if dtype == torch.float32 and not net.leak and not (history is not None and index == last):
+                # The compiled scan (same float32 operations, same spikes); int8 synapses read its uint8 spikes.
+                int8_next = index < last and isinstance(synapses[index + 1], _Int8Synapses) and trains is None
+                out = buffers[index].like("spikes", current, torch.uint8 if int8_next else torch.float32)
+                order = syn.memory_format
+                active_inputs = integrate_and_fire(
+                    _memory_order(current, order), _memory_order(v.unsqueeze(0), order)[0], _memory_order(out, order),
+                    threshold, bounds, spike_maps[index] if record else None)
+                if record:
+                    active[index] += active_inputs
+            else:
+                out = _torch_scan(net, layer, syn, current, v, buffers[index], record, active[index] if record else None,
+                                  output_membranes if history is not None and index == last else None)
+                if record:
+                    spike_maps[index] += _memory_order(out, syn.memory_format).sum(0, dtype=torch.int32)
             if index == last:
                 for t in range(steps):  # step by step, in the reference loop's order (bit-identical sums)
                     integrated += current[t].double()
@@ -356,8 +381,6 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
                         history.append((counts.clone(), output_membranes[len(history)], integrated.clone()))
                 if history is None:
                     counts += out.sum(0).double()
-            if record:
-                spike_maps[index] += _memory_order(out, syn.memory_format).sum(0)
             if trains is not None:
                 chunks[index].append(out.clone())
             frames = out
@@ -367,7 +390,7 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     if record:
         in_counts = encoded.sum(0).double()
         for layer, syn, updates, spike_map in zip(net.layers, synapses, active, spike_maps):
-            out_counts = _logical(spike_map, layer.output_shape, syn.memory_format).contiguous()
+            out_counts = _logical(spike_map.double(), layer.output_shape, syn.memory_format).contiguous()
             result.layers.append(_layer_stats(layer, in_counts, out_counts, updates, timesteps))
             in_counts = out_counts
         result.input_spikes = result.layers[0].input_spikes

@@ -158,8 +158,8 @@ def test_time_batched_simulation_gives_exactly_the_reference_spikes(precision, e
 
 
 @pytest.mark.parametrize("spike_dtype", [torch.uint8, torch.float32])
-@pytest.mark.parametrize("bounds", [None, (-300.0, 300.0)])
-def test_compiled_scan_matches_the_torch_loop_across_blocks(spike_dtype, bounds):
+@pytest.mark.parametrize("bounds, clamp_current", [(None, False), ((-300.0, 300.0), False), ((-300.0, 300.0), True)])
+def test_compiled_scan_matches_the_torch_loop_across_blocks(spike_dtype, bounds, clamp_current):
     """The compiled integrate-and-fire scan against the step-by-step torch loop, on a layer wider
     than one parallel block (the last block partial) with currents that saturate the state."""
     from edgefer.snn.neuron_scan import _BLOCK, integrate_and_fire
@@ -171,12 +171,13 @@ def test_compiled_scan_matches_the_torch_loop_across_blocks(spike_dtype, bounds)
     start = torch.randint(-100, 100, (batch, neurons), generator=generator).float()
     membrane, spikes = start.clone(), torch.empty(current.shape, dtype=spike_dtype)
     counts = torch.zeros(batch, neurons, dtype=torch.int32)
-    active = integrate_and_fire(current, membrane, spikes, threshold, bounds, counts)
+    current[:, :, 1::5] *= 3  # some currents beyond the state bounds
+    active = integrate_and_fire(current, membrane, spikes, threshold, bounds, counts, clamp_current)
 
-    def torch_loop(state_bounds):
+    def torch_loop(state_bounds, clamp_in=clamp_current):
         v, fired = start.clone(), torch.empty_like(current)
         for t in range(steps):
-            v += current[t]
+            v += current[t].clamp(*state_bounds) if clamp_in else current[t]
             if state_bounds is not None:
                 v.clamp_(*state_bounds)
             torch.ge(v, threshold, out=fired[t])
@@ -189,9 +190,27 @@ def test_compiled_scan_matches_the_torch_loop_across_blocks(spike_dtype, bounds)
     assert torch.equal(active, (current != 0).sum((0, 2)))
     assert 0 < float(expected.mean()) < 1
     if bounds is not None:  # the state saturated: the bounds changed the spikes
-        assert not torch.equal(expected, torch_loop(None)[1])
+        assert not torch.equal(expected, torch_loop(None, False)[1])
+    if clamp_current:  # and so did clamping the current
+        assert not torch.equal(expected, torch_loop(bounds, False)[1])
     with pytest.raises(ValueError, match="contiguous"):
         integrate_and_fire(current.transpose(1, 2), membrane.t(), spikes.transpose(1, 2), threshold, bounds)
+
+
+@pytest.mark.parametrize("odd", [None, 0.5, 2.0, -1.0, float("nan")])
+def test_binary_spikes_convert_0_1_input_and_refuse_anything_else(odd):
+    from edgefer.snn.neuron_scan import binary_spikes
+
+    spikes = (torch.rand(7, 3, 2, 12, 13, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    if odd is not None:
+        spikes[6, 2, 1, 11, 12] = odd  # the very last value, in the last frame
+        assert binary_spikes(spikes) is None
+        return
+    frames = binary_spikes(spikes)
+    assert torch.equal(frames, spikes.to(torch.uint8))
+    assert frames.reshape(21, 2, 12, 13).is_contiguous(memory_format=torch.channels_last)  # as int8 convs read them
+    assert torch.equal(binary_spikes(spikes.flatten(2)), spikes.flatten(2).to(torch.uint8))  # dense input
+    assert torch.equal(binary_spikes(spikes[:, 1:]), spikes[:, 1:].to(torch.uint8))  # a batch sliced out, read in place
 
 
 @pytest.mark.parametrize("head", ["flatten", "avg"])
@@ -226,13 +245,13 @@ def test_int8_weights_are_packed_again_after_an_in_place_change():
 
 
 def test_non_binary_input_takes_the_float_synapses_and_still_matches_the_reference():
-    from edgefer.snn.simulate import _binary
+    from edgefer.snn.neuron_scan import binary_spikes
 
     model = tiny_model()
     x = images(3)
     net = quantise_loihi(convert(model, x))
     spikes = encode(net.rates(x), 9) * 2  # double-weight input events: not 0/1, int8 spikes would not apply
-    assert not _binary(spikes) and _binary(spikes / 2)
+    assert binary_spikes(spikes) is None and torch.equal(binary_spikes(spikes / 2), (spikes / 2).to(torch.uint8))
     trains: list[torch.Tensor] = []
     fast = simulate(net, net.rates(x), 9, spikes_in=spikes, trains=trains)
     slow, reference = simulate_reference(net, net.rates(x), 9, spikes_in=spikes)

@@ -22,7 +22,7 @@ import torch
 
 from edgefer.errors import EdgeferError
 from edgefer.snn.convert import SpikingLayer, SpikingNet
-from edgefer.snn.neuron_scan import integrate_and_fire
+from edgefer.snn.neuron_scan import binary_spikes, integrate_and_fire
 
 ENCODINGS = ("rate", "poisson")
 READOUTS = ("spikes", "membrane")
@@ -244,10 +244,6 @@ def _logical(per_neuron: torch.Tensor, shape: tuple, memory_format: torch.memory
     return per_neuron.view(per_neuron.shape[0], *shape)
 
 
-def _binary(spikes: torch.Tensor) -> bool:
-    return torch.equal(spikes, spikes.bool().to(spikes.dtype))
-
-
 def _geometry(layer: SpikingLayer) -> tuple:
     """Stride, padding, dilation and groups in oneDNN's argument form."""
     return [layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups
@@ -324,8 +320,11 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     _check_inputs(net, rates)
     batch = rates.shape[0]
     encoded = spikes_in if spikes_in is not None else encode(rates, timesteps, encoding, seed)
-    binary_input = spikes_in is None or _binary(spikes_in)  # encode() gives 0/1 spikes
+    # int8 synapses (Loihi mode) read 0/1 input spikes as uint8; other input takes the float ones.
+    input_uint8 = binary_spikes(encoded) if net.precision == "loihi" else None
+    binary_input = input_uint8 is not None
     synapses = _synapses(net, binary_input)
+    frames_in = input_uint8 if isinstance(synapses[0], _Int8Synapses) else encoded
     dtype = _scan_dtype(net)
     widest = max([int(np.prod(net.input_shape))] + [layer.neurons for layer in net.layers])
     chunk = max(1, min(timesteps, chunk_elements // max(1, batch * widest)))
@@ -350,22 +349,24 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     for start in range(0, timesteps, chunk):
         stop = min(timesteps, start + chunk)
         steps = stop - start
-        frames = encoded[start:stop]
+        frames = frames_in[start:stop]
         for index, (layer, syn) in enumerate(zip(net.layers, synapses)):
             current = syn.current(frames, buffers[index])
             v = membranes[index]
-            if bounds is not None and clamp_current[index]:
-                current = current.clamp(*bounds)
-            current = current.to(dtype)
             threshold = layer.threshold
-            if dtype == torch.float32 and not net.leak and not (history is not None and index == last):
+            compiled = dtype == torch.float32 and not net.leak and not (history is not None and index == last)
+            clamp_input = bounds is not None and clamp_current[index]
+            if clamp_input and (not compiled or index == last):  # the output layer integrates the clamped current
+                current, clamp_input = current.clamp(*bounds), False
+            current = current.to(dtype)
+            if compiled:
                 # The compiled scan (same float32 operations, same spikes); int8 synapses read its uint8 spikes.
                 int8_next = index < last and isinstance(synapses[index + 1], _Int8Synapses) and trains is None
                 out = buffers[index].like("spikes", current, torch.uint8 if int8_next else torch.float32)
                 order = syn.memory_format
                 active_inputs = integrate_and_fire(
                     _memory_order(current, order), _memory_order(v.unsqueeze(0), order)[0], _memory_order(out, order),
-                    threshold, bounds, spike_maps[index] if record else None)
+                    threshold, bounds, spike_maps[index] if record else None, clamp_input)
                 if record:
                     active[index] += active_inputs
             else:

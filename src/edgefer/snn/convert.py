@@ -90,19 +90,8 @@ class SpikingLayer:
 
     def fan_out_map(self) -> torch.Tensor:
         """Synapses leaving each input neuron (input_shape): exact at borders and strides."""
-        if self.kind == "conv":
-            ones_out = torch.ones((1, *self.output_shape))
-            k = self.weight.shape[-1]
-            # conv_transpose restores (out-1)*s - 2p + k rows; output_padding adds the rows a strided
-            # conv still reads; rows beyond those are never read (fan-out 0).
-            missing = self.input_shape[1] - ((self.output_shape[1] - 1) * self.stride - 2 * self.padding + k)
-            extra = max(0, min(missing, self.stride - 1))
-            fan = F.conv_transpose2d(ones_out, self.structural_ones(), None, self.stride, self.padding, extra, self.groups)[0]
-            full = torch.zeros(self.input_shape)
-            rows, cols = min(fan.shape[1], self.input_shape[1]), min(fan.shape[2], self.input_shape[2])
-            full[:, :rows, :cols] = fan[:, :rows, :cols]
-            return full.round()
-        return torch.full(self.input_shape, float(self.weight.shape[0]))
+        return _fan_out_map(self.kind, tuple(self.weight.shape), tuple(self.input_shape), tuple(self.output_shape),
+                            self.stride, self.padding, self.groups).clone()
 
     def received_map(self, input_counts: torch.Tensor) -> torch.Tensor:
         """Synaptic events each output neuron receives for input spike counts (input_shape)."""
@@ -113,6 +102,26 @@ class SpikingLayer:
     def fan_in_map(self) -> torch.Tensor:
         """Synapses entering each output neuron that reach a real input (padding excluded)."""
         return self.received_map(torch.ones(self.input_shape))
+
+
+@lru_cache(maxsize=256)
+def _fan_out_map(kind: str, weight_shape: tuple, input_shape: tuple, output_shape: tuple, stride: int, padding: int,
+                 groups: int) -> torch.Tensor:
+    """A layer's fan-out map depends on its geometry only: computed once (the accounting of every
+    simulated batch needs it)."""
+    if kind == "conv":
+        ones_out = torch.ones((1, *output_shape))
+        k = weight_shape[-1]
+        # conv_transpose restores (out-1)*s - 2p + k rows; output_padding adds the rows a strided
+        # conv still reads; rows beyond those are never read (fan-out 0).
+        missing = input_shape[1] - ((output_shape[1] - 1) * stride - 2 * padding + k)
+        extra = max(0, min(missing, stride - 1))
+        fan = F.conv_transpose2d(ones_out, torch.ones(weight_shape), None, stride, padding, extra, groups)[0]
+        full = torch.zeros(input_shape)
+        rows, cols = min(fan.shape[1], input_shape[1]), min(fan.shape[2], input_shape[2])
+        full[:, :rows, :cols] = fan[:, :rows, :cols]
+        return full.round()
+    return torch.full(input_shape, float(weight_shape[0]))
 
 
 @dataclass

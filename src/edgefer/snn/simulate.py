@@ -396,7 +396,7 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
             in_counts = out_counts
         result.input_spikes = result.layers[0].input_spikes
         result.input_zero_rate_fraction = float((rates == 0).double().mean())
-        result.input_spike_sparsity = 1.0 - float(encoded.double().mean())
+        result.input_spike_sparsity = 1.0 - float(result.input_spikes.sum()) / encoded.numel()
     return result
 
 

@@ -71,6 +71,43 @@ def test_train_argument_checks(ck_train120):
         train(SPEC, ck_train120, None, dataclasses.replace(CFG, schedule="step"), progress=False)
 
 
+def _agreement_with(teacher: FerModel, student: FerModel, data) -> float:
+    return float((teacher.predict_proba(data.images).argmax(1) == student.predict_proba(data.images).argmax(1)).mean())
+
+
+def test_distillation_pulls_the_student_towards_its_teachers(run_a, ck_train120, ck_small):
+    teacher = run_a.model
+    before = _state(teacher)
+    cfg = dataclasses.replace(CFG, seed=5)
+    plain = train(SPEC, ck_train120, None, cfg, progress=False)
+    distilled = train(SPEC, ck_train120, None, dataclasses.replace(cfg, distill_weight=1.0, distill_temperature=2.0),
+                      progress=False, teachers=[teacher])
+    # Same seed, same batches: only the loss differs, and the distilled student agrees with its teacher more.
+    assert _agreement_with(teacher, distilled.model, ck_small) > _agreement_with(teacher, plain.model, ck_small)
+    after = _state(teacher)  # the teacher is not trained and is handed back as it came
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.is_contiguous() for p in teacher.module.parameters())
+
+
+def test_distillation_argument_checks(run_a, ck_train120):
+    with pytest.raises(EdgeferError, match="teachers were given"):
+        train(SPEC, ck_train120, None, CFG, progress=False, teachers=[run_a.model])
+    with pytest.raises(EdgeferError, match="needs both"):
+        train(SPEC, ck_train120, None, dataclasses.replace(CFG, distill_weight=0.5), progress=False)
+    with pytest.raises(EdgeferError, match="edges"):
+        train(SPEC, ck_train120, None, dataclasses.replace(CFG, distill_weight=0.5), input_mode="edges",
+              progress=False, teachers=[run_a.model])
+
+
+def test_recipes_ask_for_exactly_their_teachers(tmp_path):
+    from edgefer.nn.recipes import run_recipe
+
+    with pytest.raises(EdgeferError, match="distils 3 teachers.*--recipe fer2013-cnn-base"):
+        run_recipe("fer2013-cnn-distilled", tmp_path / "m.safetensors", init=tmp_path / "init.safetensors")
+    with pytest.raises(EdgeferError, match="distils no teachers"):
+        run_recipe("ckplus-cnn", tmp_path / "m.safetensors", teachers=[tmp_path / "t.safetensors"])
+
+
 def test_augment_keeps_shape_and_range():
     x = torch.rand(6, 1, 48, 48, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(erase_prob=0.5)

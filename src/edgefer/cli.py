@@ -93,6 +93,7 @@ def train(
     out: Path = typer.Option(Path("runs/model.safetensors"), "--out", help="Checkpoint to write (a model card JSON lands beside it)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
     init: Optional[Path] = typer.Option(None, "--init", help="Checkpoint to fine-tune (recipes that fine-tune another)."),
+    teacher: list[Path] = typer.Option([], "--teacher", help="Checkpoint to distil from, repeated once per teacher (recipes that distil)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     data_root: Optional[Path] = DataRootOpt,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -102,7 +103,7 @@ def train(
 
     if recipe is None:
         raise EdgeferError(f"choose a recipe with --recipe ({', '.join(RECIPES)}); custom runs: edgefer cv or the Python API")
-    card = run_recipe(recipe, out, data_root, device, not quiet, epochs, init)
+    card = run_recipe(recipe, out, data_root, device, not quiet, epochs, init, teacher)
     console.print(f"wrote {out} (test accuracy {card['scores']['test_accuracy']:.4f} on n={card['scores']['test_n']})")
 
 

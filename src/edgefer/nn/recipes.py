@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,6 +52,8 @@ class Recipe:
     split: SplitPlan = field(default_factory=SplitPlan)
     description: str = ""
     init_recipe: str | None = None  # fine-tunes the weights of this recipe's model (``--init``)
+    # How the distillation teachers (``--teacher``, config.distill_weight > 0) were trained.
+    teacher_commands: tuple[str, ...] = ()
 
 
 # The study's 75/10/15 random split (seed 123) and the Loihi net's training, shared by recipes.
@@ -115,6 +118,19 @@ RECIPES = {
         "VGG-like CNN for FER2013, stage 2: fer2013-cnn-base fine-tuned on the whole Training usage "
         "(no validation; the final weight average is kept), tested on PublicTest",
         init_recipe="fer2013-cnn-base",
+    ),
+    "fer2013-cnn-distilled": Recipe(
+        "fer2013", "vgg-fer2013", "gray",
+        TrainConfig(epochs=20, batch_size=128, lr=5e-4, weight_decay=5e-4, schedule="cosine", erase_prob=0.5,
+                    ema_decay=0.999, precision="bf16", distill_weight=0.9, distill_temperature=4.0, seed=2),
+        SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0),
+        "VGG-like CNN for FER2013, stage 3: fer2013-cnn distilled from the ensemble of the three FER2013 "
+        "VGG checkpoints this project trained (whole Training usage, no validation; the final weight "
+        "average is kept), tested on PublicTest",
+        init_recipe="fer2013-cnn",
+        teacher_commands=("edgefer train --recipe fer2013-cnn-base --epochs 80 --device cuda",
+                          "edgefer train --recipe fer2013-cnn-base --device cuda",
+                          "edgefer train --recipe fer2013-cnn --init fer2013-cnn-base.safetensors"),
     ),
 }
 
@@ -188,7 +204,7 @@ def training_set(model: FerModel, data_root=None) -> FaceDataset:
 
 
 def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto", progress: bool = True,
-               epochs: int | None = None, init: str | Path | None = None) -> dict:
+               epochs: int | None = None, init: str | Path | None = None, teachers: Sequence[str | Path] = ()) -> dict:
     """Train a recipe, test it, save checkpoint + model card; returns the card."""
     if name not in RECIPES:
         raise EdgeferError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
@@ -196,12 +212,19 @@ def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto",
     if (init is None) != (recipe.init_recipe is None):
         raise EdgeferError(f"recipe {name!r} " + (f"fine-tunes {recipe.init_recipe!r}: pass its checkpoint with --init"
                                                    if recipe.init_recipe else "trains from scratch: drop --init"))
+    if len(teachers) != len(recipe.teacher_commands):
+        raise EdgeferError(f"recipe {name!r} " + (f"distils {len(recipe.teacher_commands)} teachers, trained by: "
+                                                   + "; ".join(recipe.teacher_commands) + "; pass each with --teacher"
+                                                   if recipe.teacher_commands else "distils no teachers: drop --teacher")
+                           + f" (got {len(teachers)})")
     initial = FerModel.load(init) if init is not None else None
+    teacher_models = [FerModel.load(path) for path in teachers]
     config = replace(recipe.config, device=device, epochs=epochs or recipe.config.epochs)
     train_set, val_set, test_set = load_recipe_data(recipe, data_root)
     spec = resolve_arch(recipe.arch)
     started = time.time()
-    result = train(spec, train_set, val_set, config, recipe.input_mode, progress, description=name, init=initial)
+    result = train(spec, train_set, val_set, config, recipe.input_mode, progress, description=name, init=initial,
+                   teachers=teacher_models)
     seconds = time.time() - started
     test_scores = evaluate(result.model, test_set)
     summary = spec.summary()
@@ -222,8 +245,12 @@ def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto",
         "train_seconds": round(seconds, 1),
         "hardware": _hardware(config.device),
         "command": "edgefer train --recipe " + name + (f" --epochs {epochs}" if epochs else "")
-        + (f" --init {recipe.init_recipe}.safetensors" if init is not None else ""),
+        + (f" --init {recipe.init_recipe}.safetensors" if init is not None else "")
+        + "".join(f" --teacher {Path(path).name}" for path in teachers),
         "init": None if initial is None else {"recipe": recipe.init_recipe, "scores": initial.info.get("scores")},
+        "teachers": [{"trained_by": command, "file": Path(path).name, "digest": teacher.digest(),
+                      "scores": teacher.info.get("scores")}
+                     for command, path, teacher in zip(recipe.teacher_commands, teachers, teacher_models)],
         "invoked_as": " ".join(shlex.quote(a) for a in sys.argv),
     }
     result.model.info = card

@@ -1,13 +1,14 @@
 """Seeded training: AdamW, cosine or one-cycle schedule, label smoothing, flips and small affine
 jitter done on the batch tensor (so they run on the GPU when there is one), optional
-class-balanced loss, early stopping on validation accuracy with the best weights kept.
+class-balanced loss, optional distillation from an ensemble of teachers, early stopping on
+validation accuracy with the best weights kept.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,6 +41,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; ~2.4x faster on CPUs with AVX512-BF16)
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights and return it
     patience: int = 0  # epochs without validation gain before stopping; 0: never stop early
+    distill_weight: float = 0.0  # > 0: share of the loss that matches the teachers' averaged soft labels
+    distill_temperature: float = 4.0
     seed: int = 0
     device: str = "auto"
 
@@ -102,6 +105,22 @@ def augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> to
 
 
 @torch.no_grad()
+def _teacher_probabilities(xb: torch.Tensor, teachers: list[torch.nn.Module], cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    xb = xb.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        return torch.stack([F.softmax(t(xb).float() / cfg.distill_temperature, 1) for t in teachers]).mean(0)
+
+
+def _distillation_loss(logits: torch.Tensor, xb: torch.Tensor, teachers: list[torch.nn.Module], cfg: TrainConfig,
+                       device: torch.device) -> torch.Tensor:
+    """KL(teachers || student) at the distillation temperature, scaled by T^2 so its gradients keep
+    the size of the cross-entropy's (Hinton et al. 2015)."""
+    target = _teacher_probabilities(xb, teachers, cfg, device)
+    log_student = F.log_softmax(logits / cfg.distill_temperature, 1)
+    return F.kl_div(log_student, target, reduction="batchmean") * cfg.distill_temperature ** 2
+
+
+@torch.no_grad()
 def validate(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of a module on prepared inputs."""
     module.eval()
@@ -123,9 +142,13 @@ def train(
     description: str = "training",
     init: FerModel | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    teachers: Sequence[FerModel] = (),
 ) -> TrainResult:
     """Train ``spec`` from scratch, or from ``init``'s weights (fine-tuning), and return the best
     weights by validation accuracy (the last, or their moving average, without validation).
+    With ``cfg.distill_weight`` > 0 the loss mixes cross-entropy with the KL divergence to the
+    ``teachers``' averaged, temperature-softened predictions on the same augmented batch (Hinton et
+    al. 2015): one student learns what the ensemble knows, and no ensemble runs at test time.
     ``on_epoch`` sees each epoch's history row; an exception it raises (a pruned AutoML trial) stops
     training."""
     if spec.num_classes != len(train_set.classes):
@@ -136,6 +159,13 @@ def train(
         raise EdgeferError(f"unknown precision {cfg.precision!r}; choose fp32 or bf16")
     if init is not None and init.spec != spec:
         raise EdgeferError("the initial model's ArchSpec differs from the one to train")
+    if (cfg.distill_weight > 0) != bool(teachers):
+        raise EdgeferError("distillation needs both teachers and distill_weight > 0" if cfg.distill_weight > 0 or not teachers
+                           else "teachers were given but distill_weight is 0")
+    for teacher in teachers:
+        if tuple(teacher.classes) != tuple(train_set.classes) or teacher.input_mode != input_mode:
+            raise EdgeferError(f"teacher {teacher.info.get('name', '?')} predicts {list(teacher.classes)} from "
+                               f"{teacher.input_mode} input; the student learns {list(train_set.classes)} from {input_mode}")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda":
@@ -144,6 +174,7 @@ def train(
     if init is not None:
         module.load_state_dict(init.module.state_dict())
     module = module.to(device, memory_format=torch.channels_last)
+    teacher_modules = [t.module.to(device, memory_format=torch.channels_last).eval() for t in teachers]
     ema = None
     if cfg.ema_decay > 0:
         ema = torch.optim.swa_utils.AveragedModel(
@@ -183,6 +214,9 @@ def train(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                     logits = module(xb.contiguous(memory_format=torch.channels_last))
                 loss = F.cross_entropy(logits.float(), y[idx], weight=weight, label_smoothing=cfg.label_smoothing)
+                if teacher_modules:
+                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * _distillation_loss(
+                        logits.float(), xb, teacher_modules, cfg, device)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_grad_norm:
@@ -217,5 +251,7 @@ def train(
         if ema is not None:
             module.load_state_dict(ema.module.state_dict())
     module = module.cpu().to(memory_format=torch.contiguous_format).eval()
+    for teacher in teachers:  # hand the teachers back as they came
+        teacher.module.cpu().to(memory_format=torch.contiguous_format)
     model = FerModel(spec, module, train_set.classes, input_mode)
     return TrainResult(model, history, best_epoch, best_acc)

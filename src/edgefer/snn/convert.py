@@ -66,12 +66,12 @@ class SpikingLayer:
 
     @property
     def neurons(self) -> int:
-        return int(np.prod(self.output_shape))
+        return math.prod(self.output_shape)
 
     @property
     def fan_in(self) -> int:
         """Synapses per neuron (structural: every kernel position, zero weights included)."""
-        return int(np.prod(self.weight.shape[1:]))
+        return math.prod(self.weight.shape[1:])
 
     def current(self, spikes: torch.Tensor) -> torch.Tensor:
         """Synaptic input for a batch of input spike frames (N x input_shape) -> N x output_shape."""

@@ -12,6 +12,8 @@ torch loop: the same spikes, bit for bit (tests compare the two).
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import torch
@@ -106,7 +108,7 @@ def binary_spikes(values: torch.Tensor) -> torch.Tensor | None:
     height x width laid out channels last (what the int8 convolutions read); None if any value is
     not 0 or 1."""
     steps, batch, *shape = values.shape
-    channels, pixels = (shape[0], int(np.prod(shape[1:]))) if len(shape) == 3 else (1, int(np.prod(shape)))
+    channels, pixels = (shape[0], math.prod(shape[1:])) if len(shape) == 3 else (1, math.prod(shape))
     # A batch sliced out of longer spike trains is read in place: no copy of the float spikes.
     frames = values.detach().float().reshape(steps, batch, channels, pixels)
     spikes = torch.empty((steps, batch, *shape[1:], channels) if len(shape) == 3 else values.shape, dtype=torch.uint8)

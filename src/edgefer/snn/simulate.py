@@ -224,9 +224,8 @@ class _Buffers:
 
 def _current_limit(layer: SpikingLayer, spike_size: float) -> float:
     """Largest |synaptic current| a layer can receive from spikes of at most ``spike_size``."""
-    weight = layer.weight.abs().reshape(layer.weight.shape[0], -1).sum(1) * layer.weight_scale * spike_size
     bias = 0.0 if layer.bias is None else float(layer.bias.abs().max())
-    return float(weight.max()) + bias
+    return _weight_facts(layer).largest_input * spike_size + bias
 
 
 def _memory_order(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
@@ -249,28 +248,36 @@ def _geometry(layer: SpikingLayer) -> tuple:
     return [layer.stride] * 2, [layer.padding] * 2, [1, 1], layer.groups
 
 
-# By id of a live weight tensor (the entry goes with the tensor): what the packing depends on, and the
-# packed int8 weight or None where int8 is not exact. Packing a convolution takes milliseconds, as
-# much as simulating one image, so it is done once per weight.
-_PACKED: dict[int, tuple] = {}
+@dataclass(frozen=True)
+class _WeightFacts:
+    packed_int8: torch.Tensor | None  # the int8 weight as the synapses use it; None where int8 is not exact
+    largest_input: float  # largest |weighted sum| one neuron can receive from 0/1 spikes
 
 
-def _packed_int8(layer: SpikingLayer) -> torch.Tensor | None:
+# By id of a live weight tensor (the entry goes with the tensor): what the facts depend on, and the
+# facts. Packing a convolution takes milliseconds, as much as simulating one image, so it is done
+# once per weight.
+_WEIGHTS: dict[int, tuple] = {}
+
+
+def _weight_facts(layer: SpikingLayer) -> _WeightFacts:
     signature = (layer.weight._version, layer.kind, layer.input_shape, layer.stride, layer.padding, layer.groups,
                  layer.weight_scale)
     key = id(layer.weight)
-    if key not in _PACKED:
-        weakref.finalize(layer.weight, _PACKED.pop, key, None)
-    elif _PACKED[key][0] == signature:
-        return _PACKED[key][1]
-    _PACKED[key] = (signature, _Int8Synapses.pack(layer) if _Int8Synapses.applies(layer) else None)
-    return _PACKED[key][1]
+    if key not in _WEIGHTS:
+        weakref.finalize(layer.weight, _WEIGHTS.pop, key, None)
+    elif _WEIGHTS[key][0] == signature:
+        return _WEIGHTS[key][1]
+    largest = float(layer.weight.abs().reshape(layer.weight.shape[0], -1).sum(1).max()) * layer.weight_scale
+    packed = _Int8Synapses.pack(layer) if _Int8Synapses.applies(layer) else None
+    _WEIGHTS[key] = (signature, _WeightFacts(packed, largest))
+    return _WEIGHTS[key][1]
 
 
 def _synapses(net: SpikingNet, binary_input: bool) -> list:
     """int8 arithmetic where it is exact (Loihi mode, 0/1 input spikes), else the float conv/linear."""
     if net.precision == "loihi" and binary_input:
-        packed = [_packed_int8(layer) for layer in net.layers]
+        packed = [_weight_facts(layer).packed_int8 for layer in net.layers]
         if all(weight is not None for weight in packed):
             return [_Int8Synapses(layer, weight) for layer, weight in zip(net.layers, packed)]
     return [_FloatSynapses(layer) for layer in net.layers]
@@ -326,7 +333,7 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     synapses = _synapses(net, binary_input)
     frames_in = input_uint8 if isinstance(synapses[0], _Int8Synapses) else encoded
     dtype = _scan_dtype(net)
-    widest = max([int(np.prod(net.input_shape))] + [layer.neurons for layer in net.layers])
+    widest = max([math.prod(net.input_shape)] + [layer.neurons for layer in net.layers])
     chunk = max(1, min(timesteps, chunk_elements // max(1, batch * widest)))
     bounds = net.state_bounds
     # In Loihi mode the membrane is clamped to the state width every step, as in the reference; the

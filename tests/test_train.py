@@ -89,6 +89,20 @@ def test_distillation_pulls_the_student_towards_its_teachers(run_a, ck_train120,
     assert all(p.is_contiguous() for p in teacher.module.parameters())
 
 
+def test_mirrored_teacher_views_average_into_the_soft_labels(run_a):
+    from edgefer.nn.train import _teacher_probabilities
+
+    teacher = run_a.model.module.eval()
+    x = torch.rand(5, 1, 48, 48, generator=torch.Generator().manual_seed(2))
+    cfg = dataclasses.replace(CFG, distill_weight=0.9, distill_temperature=3.0)
+    one_view = _teacher_probabilities(x, [teacher], cfg, torch.device("cpu"))
+    mirrored = _teacher_probabilities(x.flip(-1), [teacher], cfg, torch.device("cpu"))
+    both = _teacher_probabilities(x, [teacher], dataclasses.replace(cfg, distill_flip=True), torch.device("cpu"))
+    assert torch.allclose(both, (one_view + mirrored) / 2, atol=1e-6)
+    assert not torch.allclose(one_view, mirrored, atol=1e-4)  # the mirror is a different view for this teacher
+    assert torch.allclose(both.sum(1), torch.ones(5))
+
+
 def test_distillation_argument_checks(run_a, ck_train120):
     with pytest.raises(EdgeferError, match="teachers were given"):
         train(SPEC, ck_train120, None, CFG, progress=False, teachers=[run_a.model])

@@ -68,6 +68,16 @@ _FER2013_LOIHI_TRAINING = TrainConfig(epochs=40, batch_size=128, lr=2e-3, weight
                                       rotate_deg=8.0, shift=0.06, scale=0.06, clip_grad_norm=5.0,
                                       precision="bf16", seed=0)
 
+# FER2013's whole Training usage, no validation: the later stages keep their final weight average.
+_FER2013_ALL = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0)
+# Distillation stages: the soft labels of an ensemble of the project's FER2013 VGG checkpoints.
+_FER2013_DISTILLATION = TrainConfig(epochs=20, batch_size=128, lr=5e-4, weight_decay=5e-4, schedule="cosine",
+                                    erase_prob=0.5, ema_decay=0.999, precision="bf16", distill_weight=0.9,
+                                    distill_temperature=4.0, seed=2)
+_FER2013_TEACHERS = ("edgefer train --recipe fer2013-cnn-base --epochs 80 --device cuda",
+                     "edgefer train --recipe fer2013-cnn-base --device cuda",
+                     "edgefer train --recipe fer2013-cnn-finetuned --init fer2013-cnn-base.safetensors")
+
 RECIPES = {
     "ckplus-cnn": Recipe(
         "ckplus", "vgg-ckplus", "gray",
@@ -110,27 +120,35 @@ RECIPES = {
         "VGG-like CNN for FER2013, stage 1: Training usage (90 % train / 10 % validation for model "
         "selection), tested on PublicTest; trained on a GPU",
     ),
-    "fer2013-cnn": Recipe(
+    "fer2013-cnn-finetuned": Recipe(
         "fer2013", "vgg-fer2013", "gray",
         TrainConfig(epochs=16, batch_size=128, lr=5e-4, weight_decay=5e-4, schedule="cosine", erase_prob=0.5,
                     ema_decay=0.999, precision="bf16", seed=1),
-        SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0),
+        _FER2013_ALL,
         "VGG-like CNN for FER2013, stage 2: fer2013-cnn-base fine-tuned on the whole Training usage "
         "(no validation; the final weight average is kept), tested on PublicTest",
         init_recipe="fer2013-cnn-base",
     ),
     "fer2013-cnn-distilled": Recipe(
         "fer2013", "vgg-fer2013", "gray",
-        TrainConfig(epochs=20, batch_size=128, lr=5e-4, weight_decay=5e-4, schedule="cosine", erase_prob=0.5,
-                    ema_decay=0.999, precision="bf16", distill_weight=0.9, distill_temperature=4.0, seed=2),
-        SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0),
-        "VGG-like CNN for FER2013, stage 3: fer2013-cnn distilled from the ensemble of the three FER2013 "
-        "VGG checkpoints this project trained (whole Training usage, no validation; the final weight "
-        "average is kept), tested on PublicTest",
-        init_recipe="fer2013-cnn",
-        teacher_commands=("edgefer train --recipe fer2013-cnn-base --epochs 80 --device cuda",
-                          "edgefer train --recipe fer2013-cnn-base --device cuda",
-                          "edgefer train --recipe fer2013-cnn --init fer2013-cnn-base.safetensors"),
+        _FER2013_DISTILLATION,
+        _FER2013_ALL,
+        "VGG-like CNN for FER2013, stage 3: fer2013-cnn-finetuned distilled from the ensemble of the three "
+        "FER2013 VGG checkpoints this project trained (whole Training usage, no validation; the final "
+        "weight average is kept), tested on PublicTest",
+        init_recipe="fer2013-cnn-finetuned",
+        teacher_commands=_FER2013_TEACHERS,
+    ),
+    "fer2013-cnn": Recipe(
+        "fer2013", "vgg-fer2013", "gray",
+        replace(_FER2013_DISTILLATION, epochs=12, distill_flip=True, seed=3),
+        _FER2013_ALL,
+        "VGG-like CNN for FER2013, stage 4: fer2013-cnn-distilled distilled again from the same three "
+        "teachers, each now averaging its predictions on the image and its mirror (teachers only: the "
+        "shipped model is one CNN run once per face); whole Training usage, final weight average kept, "
+        "tested on PublicTest",
+        init_recipe="fer2013-cnn-distilled",
+        teacher_commands=_FER2013_TEACHERS,
     ),
 }
 

@@ -43,6 +43,7 @@ class TrainConfig:
     patience: int = 0  # epochs without validation gain before stopping; 0: never stop early
     distill_weight: float = 0.0  # > 0: share of the loss that matches the teachers' averaged soft labels
     distill_temperature: float = 4.0
+    distill_flip: bool = False  # teachers also see the mirrored batch: their soft labels average both views
     seed: int = 0
     device: str = "auto"
 
@@ -106,9 +107,11 @@ def augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> to
 
 @torch.no_grad()
 def _teacher_probabilities(xb: torch.Tensor, teachers: list[torch.nn.Module], cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    xb = xb.contiguous(memory_format=torch.channels_last)
+    views = [xb, xb.flip(-1)] if cfg.distill_flip else [xb]
+    views = [view.contiguous(memory_format=torch.channels_last) for view in views]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        return torch.stack([F.softmax(t(xb).float() / cfg.distill_temperature, 1) for t in teachers]).mean(0)
+        return torch.stack([F.softmax(t(view).float() / cfg.distill_temperature, 1)
+                            for t in teachers for view in views]).mean(0)
 
 
 def _distillation_loss(logits: torch.Tensor, xb: torch.Tensor, teachers: list[torch.nn.Module], cfg: TrainConfig,

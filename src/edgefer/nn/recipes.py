@@ -74,6 +74,7 @@ _FER2013_ALL = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0
 _FER2013_DISTILLATION = TrainConfig(epochs=20, batch_size=128, lr=5e-4, weight_decay=5e-4, schedule="cosine",
                                     erase_prob=0.5, ema_decay=0.999, precision="bf16", distill_weight=0.9,
                                     distill_temperature=4.0, seed=2)
+_FER2013_MIRROR_DISTILLATION = replace(_FER2013_DISTILLATION, epochs=12, distill_flip=True, seed=3)
 _FER2013_TEACHERS = ("edgefer train --recipe fer2013-cnn-base --epochs 80 --device cuda",
                      "edgefer train --recipe fer2013-cnn-base --device cuda",
                      "edgefer train --recipe fer2013-cnn-finetuned --init fer2013-cnn-base.safetensors")
@@ -139,15 +140,24 @@ RECIPES = {
         init_recipe="fer2013-cnn-finetuned",
         teacher_commands=_FER2013_TEACHERS,
     ),
-    "fer2013-cnn": Recipe(
+    "fer2013-cnn-distilled-2": Recipe(
         "fer2013", "vgg-fer2013", "gray",
-        replace(_FER2013_DISTILLATION, epochs=12, distill_flip=True, seed=3),
+        _FER2013_MIRROR_DISTILLATION,
         _FER2013_ALL,
         "VGG-like CNN for FER2013, stage 4: fer2013-cnn-distilled distilled again from the same three "
         "teachers, each now averaging its predictions on the image and its mirror (teachers only: the "
         "shipped model is one CNN run once per face); whole Training usage, final weight average kept, "
         "tested on PublicTest",
         init_recipe="fer2013-cnn-distilled",
+        teacher_commands=_FER2013_TEACHERS,
+    ),
+    "fer2013-cnn": Recipe(
+        "fer2013", "vgg-fer2013", "gray",
+        replace(_FER2013_MIRROR_DISTILLATION, seed=4),
+        _FER2013_ALL,
+        "VGG-like CNN for FER2013, stage 5: a second round of stage 4 (same teachers and settings, another "
+        "seed) from fer2013-cnn-distilled-2, tested on PublicTest",
+        init_recipe="fer2013-cnn-distilled-2",
         teacher_commands=_FER2013_TEACHERS,
     ),
 }

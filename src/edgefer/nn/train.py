@@ -163,7 +163,7 @@ def train(
     if init is not None and init.spec != spec:
         raise EdgeferError("the initial model's ArchSpec differs from the one to train")
     if (cfg.distill_weight > 0) != bool(teachers):
-        raise EdgeferError("distillation needs both teachers and distill_weight > 0" if cfg.distill_weight > 0 or not teachers
+        raise EdgeferError("distillation needs both teachers and distill_weight > 0" if cfg.distill_weight > 0
                            else "teachers were given but distill_weight is 0")
     for teacher in teachers:
         if tuple(teacher.classes) != tuple(train_set.classes) or teacher.input_mode != input_mode:

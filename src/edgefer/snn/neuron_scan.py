@@ -24,6 +24,11 @@ _BLOCK = 2048
 _NO_COUNTS = np.zeros((1, 1), dtype=np.int32)
 
 
+def _use_torch_threads() -> None:
+    """Run the compiled kernels on as many threads as torch uses (``torch.set_num_threads``)."""
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _scan(current, membrane, spikes, spike_counts, active_per_job, threshold, low, high, clamp, clamp_current, count):
     steps, batch, neurons = current.shape
@@ -77,7 +82,7 @@ def integrate_and_fire(current: torch.Tensor, membrane: torch.Tensor, spikes: to
     if not all(a.is_contiguous() for a in arrays):
         raise ValueError("integrate_and_fire updates its tensors in place: they must be contiguous views")
     steps, batch, neurons = current.shape
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    _use_torch_threads()
     count = spike_counts is not None
     jobs = batch * ((neurons + _BLOCK - 1) // _BLOCK)
     active = np.zeros(jobs, dtype=np.int64)
@@ -113,7 +118,7 @@ def binary_spikes(values: torch.Tensor) -> torch.Tensor | None:
     frames = values.detach().float().reshape(steps, batch, channels, pixels)
     spikes = torch.empty((steps, batch, *shape[1:], channels) if len(shape) == 3 else values.shape, dtype=torch.uint8)
     binary = np.zeros(steps * batch, dtype=np.bool_)
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    _use_torch_threads()
     _to_uint8(frames.numpy(), spikes.view(steps, batch, pixels, channels).numpy(), binary)
     if not binary.all():
         return None

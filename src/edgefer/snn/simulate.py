@@ -284,10 +284,12 @@ def _synapses(net: SpikingNet, binary_input: bool) -> list:
 
 
 def _torch_scan(net: SpikingNet, layer: SpikingLayer, syn, current: torch.Tensor, v: torch.Tensor, buffers: _Buffers,
-                record: bool, active: torch.Tensor | None, output_membranes: list | None) -> torch.Tensor:
+                active: torch.Tensor | None, output_membranes: list | None) -> torch.Tensor:
     """The scan as torch operations, for what the compiled one does not cover (a leak, float64
-    state, the output membrane after every step): ``v`` is updated in place, spikes are returned."""
+    state, the output membrane after every step): ``v`` is updated in place, spikes are returned;
+    with ``active`` (accounting), each image's active updates are added there."""
     dtype, bounds, threshold = v.dtype, net.state_bounds, layer.threshold
+    record = active is not None
     out = buffers.like("spikes", current, torch.float32)
     if record and not net.leak:
         # Without a leak a neuron's state changes only when input arrives: active = input != 0.
@@ -377,7 +379,7 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
                 if record:
                     active[index] += active_inputs
             else:
-                out = _torch_scan(net, layer, syn, current, v, buffers[index], record, active[index] if record else None,
+                out = _torch_scan(net, layer, syn, current, v, buffers[index], active[index] if record else None,
                                   output_membranes if history is not None and index == last else None)
                 if record:
                     spike_maps[index] += _memory_order(out, syn.memory_format).sum(0, dtype=torch.int32)

@@ -143,3 +143,48 @@ def test_augment_binary_edges_stay_in_range():
     x = (torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(2)) > 0.8).float()
     out = augment(x, TrainConfig(), torch.Generator().manual_seed(3))
     assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_crop_scale_zooms_out_and_in():
+    """A crop scale above 1 shows more around the face (the face shrinks), below 1 less."""
+    x = torch.zeros(2, 1, 48, 48)
+    x[:, :, 12:36, 12:36] = 1.0  # a bright square face in the middle
+    still = dict(hflip=False, rotate_deg=0.0, shift=0.0)
+    wide = augment(x, TrainConfig(**still, crop_scale=(1.3, 1.3)), torch.Generator().manual_seed(0))
+    tight = augment(x, TrainConfig(**still, crop_scale=(0.8, 0.8)), torch.Generator().manual_seed(0))
+    area = x.sum().item() / 2
+    assert wide.sum().item() / 2 == pytest.approx(area / 1.3 ** 2, rel=0.05)
+    assert tight.sum().item() / 2 == pytest.approx(area / 0.8 ** 2, rel=0.05)
+
+
+def test_degradations_change_images_within_range_and_are_seeded():
+    from edgefer.nn.train import degrade
+
+    x = torch.rand(32, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    out = degrade(x, 1.0, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape and out.min() >= 0.0 and out.max() <= 1.0
+    assert (out - x).abs().mean() > 0.05
+    torch.testing.assert_close(out, degrade(x, 1.0, torch.Generator().manual_seed(1)))
+    # Blur and low resolution smooth the pixel-to-pixel noise of the input.
+    assert (out[..., 1:] - out[..., :-1]).abs().mean() < (x[..., 1:] - x[..., :-1]).abs().mean()
+    torch.testing.assert_close(degrade(x, 0.0, torch.Generator().manual_seed(1)), x)
+
+
+def test_clean_view_distillation_uses_soft_labels_of_the_unaugmented_images(run_a, ck_train120, monkeypatch):
+    from edgefer.nn import train as train_module
+
+    seen = []
+    original = train_module._clean_teacher_probabilities
+
+    def spy(x, teachers, cfg, device, batch_size=512):
+        seen.append(x.clone())
+        return original(x, teachers, cfg, device, batch_size)
+
+    monkeypatch.setattr(train_module, "_clean_teacher_probabilities", spy)
+    cfg = dataclasses.replace(CFG, epochs=1, distill_weight=0.5, distill_view="clean", degrade_prob=0.5)
+    train(SPEC, ck_train120, None, cfg, progress=False, teachers=[run_a.model])
+    assert len(seen) == 1  # computed once, before training
+    expected = torch.from_numpy(ck_train120.images.astype(np.float32) / 255.0)[:, None]
+    torch.testing.assert_close(seen[0], expected)
+    with pytest.raises(EdgeferError, match="distill_view"):
+        train(SPEC, ck_train120, None, dataclasses.replace(cfg, distill_view="noisy"), progress=False, teachers=[run_a.model])

@@ -1,7 +1,8 @@
-"""Seeded training: AdamW, cosine or one-cycle schedule, label smoothing, flips and small affine
-jitter done on the batch tensor (so they run on the GPU when there is one), optional
-class-balanced loss, optional distillation from an ensemble of teachers, early stopping on
-validation accuracy with the best weights kept.
+"""Seeded training: AdamW, cosine or one-cycle schedule, label smoothing, flips and affine jitter
+done on the batch tensor (so they run on the GPU when there is one), optional degradations that
+mimic what a live pipeline feeds the model (crop scale and offset, blur, low resolution, lighting,
+noise, JPEG), optional class-balanced loss, optional distillation from an ensemble of teachers,
+early stopping on validation accuracy with the best weights kept.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class TrainConfig:
     rotate_deg: float = 10.0
     shift: float = 0.08  # fraction of the image side
     scale: float = 0.08  # +- relative zoom
+    # When set, the zoom is instead a crop scale drawn log-uniformly from this range: the side of the
+    # crop relative to the dataset's own framing (> 1: a looser crop, the face smaller).
+    crop_scale: tuple[float, float] | None = None
+    degrade_prob: float = 0.0  # chance of each degradation (blur, low resolution, lighting, noise, JPEG)
     erase_prob: float = 0.0  # random erasing of one rectangle per image
     class_balanced: bool = False
     clip_grad_norm: float = 0.0  # 0: no clipping
@@ -44,6 +49,9 @@ class TrainConfig:
     distill_weight: float = 0.0  # > 0: share of the loss that matches the teachers' averaged soft labels
     distill_temperature: float = 4.0
     distill_flip: bool = False  # teachers also see the mirrored batch: their soft labels average both views
+    # "augmented": teachers see the student's augmented batch; "clean": teachers see the training
+    # image as it is (soft labels computed once), so a robust student learns clean-image knowledge.
+    distill_view: str = "augmented"
     seed: int = 0
     device: str = "auto"
 
@@ -74,7 +82,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Random flip, rotation, shift, zoom (one affine warp per image) and optional erasing."""
+    """Random flip, rotation, shift, zoom or crop scale (one affine warp per image), optional
+    erasing, then the degradations of ``cfg.degrade_prob``."""
     n = x.shape[0]
     dev = x.device
 
@@ -82,9 +91,13 @@ def augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> to
         return torch.rand(n, generator=generator, device=dev) * (high - low) + low
 
     angle = uniform(-cfg.rotate_deg, cfg.rotate_deg) * math.pi / 180
-    zoom = uniform(1 - cfg.scale, 1 + cfg.scale)
+    if cfg.crop_scale is not None:
+        low, high = cfg.crop_scale
+        inverse_zoom = torch.exp(uniform(math.log(low), math.log(high)))
+    else:
+        inverse_zoom = 1 / uniform(1 - cfg.scale, 1 + cfg.scale)
     flip = torch.where(torch.rand(n, generator=generator, device=dev) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n, device=dev)
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    cos, sin = torch.cos(angle) * inverse_zoom, torch.sin(angle) * inverse_zoom
     theta = torch.stack([
         torch.stack([cos * flip, -sin, uniform(-2 * cfg.shift, 2 * cfg.shift)], 1),
         torch.stack([sin * flip, cos, uniform(-2 * cfg.shift, 2 * cfg.shift)], 1),
@@ -102,7 +115,76 @@ def augment(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> to
                   & (rows[None, None, :] >= left[:, None, None]) & (rows[None, None, :] < (left + w)[:, None, None]))
         erase = (torch.rand(n, generator=generator, device=dev) < cfg.erase_prob)[:, None, None] & inside
         x = x.masked_fill(erase[:, None], 0.0)
+    if cfg.degrade_prob > 0:
+        x = degrade(x, cfg.degrade_prob, generator)
     return x
+
+
+# Ranges of the degradations: faces from webcams and phone videos of people a few metres away
+# (a face 16-40 px wide upscaled to 48, defocus, exposure, sensor noise, stream compression).
+BLUR_SIGMA = (0.4, 1.5)
+LOW_RESOLUTION_PX = (14, 36)
+CONTRAST = (0.6, 1.4)
+BRIGHTNESS = (-0.2, 0.2)
+GAMMA = (0.6, 1.6)
+NOISE_SIGMA = (0.01, 0.06)
+JPEG_QUALITY = (15, 80)
+
+
+def degrade(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Each degradation applies to each image with probability ``prob``: Gaussian blur, low
+    resolution (down- and back up-scaled), contrast, brightness and gamma, Gaussian noise, JPEG
+    compression. Images stay in [0, 1]."""
+    n, dev = x.shape[0], x.device
+
+    def chosen():
+        return torch.rand(n, generator=generator, device=dev) < prob
+
+    def uniform(low, high):
+        return torch.rand(n, generator=generator, device=dev) * (high - low) + low
+
+    side = x.shape[-1]
+    blur, sigma = chosen(), uniform(*BLUR_SIGMA)
+    if blur.any():
+        taps = torch.arange(-3, 4, device=dev, dtype=x.dtype)
+        kernel = torch.exp(-0.5 * (taps[None] / sigma[blur, None]) ** 2)
+        kernel = kernel / kernel.sum(1, keepdim=True)  # per image, separable 7 taps
+        sub = x[blur].transpose(0, 1)  # 1 x m x H x W: one group per image
+        m = sub.shape[1]
+        sub = F.conv2d(F.pad(sub, (3, 3, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=m)
+        sub = F.conv2d(F.pad(sub, (0, 0, 3, 3), mode="replicate"), kernel[:, None, :, None], groups=m)
+        x = x.clone()
+        x[blur] = sub.transpose(0, 1)
+    low_res, pixels = chosen(), uniform(*LOW_RESOLUTION_PX)
+    for i in torch.nonzero(low_res).flatten().tolist():
+        size = int(pixels[i])
+        small = F.interpolate(x[i : i + 1], size=(size, size), mode="area")
+        x[i : i + 1] = F.interpolate(small, size=(side, side), mode="bilinear", align_corners=False)
+    lighting = chosen()
+    contrast = torch.where(lighting, uniform(*CONTRAST), torch.ones(n, device=dev))
+    brightness = torch.where(lighting, uniform(*BRIGHTNESS), torch.zeros(n, device=dev))
+    gamma = torch.where(lighting, torch.exp(uniform(math.log(GAMMA[0]), math.log(GAMMA[1]))), torch.ones(n, device=dev))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast[:, None, None, None] + mean + brightness[:, None, None, None]).clamp(0, 1)
+    x = x.clamp_min(1e-6) ** gamma[:, None, None, None]
+    noisy, noise_sigma = chosen(), uniform(*NOISE_SIGMA)
+    noise = torch.randn(x.shape, generator=generator, device=dev) * (noise_sigma * noisy)[:, None, None, None]
+    x = (x + noise).clamp(0, 1)
+    compressed, quality = chosen(), uniform(*JPEG_QUALITY)
+    if compressed.any():
+        x = x.clone()
+        for i in torch.nonzero(compressed).flatten().tolist():
+            x[i, 0] = _jpeg_roundtrip(x[i, 0], int(quality[i]))
+    return x
+
+
+def _jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
+    import cv2
+
+    pixels = (image.detach().float().cpu().numpy() * 255).round().astype(np.uint8)
+    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+    return torch.from_numpy(decoded.astype(np.float32) / 255.0).to(image.device, image.dtype)
 
 
 @torch.no_grad()
@@ -114,11 +196,16 @@ def _teacher_probabilities(xb: torch.Tensor, teachers: list[torch.nn.Module], cf
                             for t in teachers for view in views]).mean(0)
 
 
-def _distillation_loss(logits: torch.Tensor, xb: torch.Tensor, teachers: list[torch.nn.Module], cfg: TrainConfig,
-                       device: torch.device) -> torch.Tensor:
+def _clean_teacher_probabilities(x: torch.Tensor, teachers: list[torch.nn.Module], cfg: TrainConfig,
+                                 device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """The teachers' soft labels of every un-augmented training image, computed once."""
+    return torch.cat([_teacher_probabilities(x[i : i + batch_size], teachers, cfg, device)
+                      for i in range(0, len(x), batch_size)])
+
+
+def _distillation_loss(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """KL(teachers || student) at the distillation temperature, scaled by T^2 so its gradients keep
     the size of the cross-entropy's (Hinton et al. 2015)."""
-    target = _teacher_probabilities(xb, teachers, cfg, device)
     log_student = F.log_softmax(logits / cfg.distill_temperature, 1)
     return F.kl_div(log_student, target, reduction="batchmean") * cfg.distill_temperature ** 2
 
@@ -160,6 +247,8 @@ def train(
         raise EdgeferError(f"unknown schedule {cfg.schedule!r}; choose onecycle or cosine")
     if cfg.precision not in ("fp32", "bf16"):
         raise EdgeferError(f"unknown precision {cfg.precision!r}; choose fp32 or bf16")
+    if cfg.distill_view not in ("augmented", "clean"):
+        raise EdgeferError(f"unknown distill_view {cfg.distill_view!r}; choose augmented or clean")
     if init is not None and init.spec != spec:
         raise EdgeferError("the initial model's ArchSpec differs from the one to train")
     if (cfg.distill_weight > 0) != bool(teachers):
@@ -191,6 +280,9 @@ def train(
     if cfg.class_balanced:
         counts = torch.bincount(y, minlength=spec.num_classes).float().clamp(min=1)
         weight = counts.sum() / (spec.num_classes * counts)
+    clean_targets = None
+    if teacher_modules and cfg.distill_view == "clean":
+        clean_targets = _clean_teacher_probabilities(x, teacher_modules, cfg, device)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
@@ -218,8 +310,9 @@ def train(
                     logits = module(xb.contiguous(memory_format=torch.channels_last))
                 loss = F.cross_entropy(logits.float(), y[idx], weight=weight, label_smoothing=cfg.label_smoothing)
                 if teacher_modules:
-                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * _distillation_loss(
-                        logits.float(), xb, teacher_modules, cfg, device)
+                    target = (clean_targets[idx] if clean_targets is not None
+                              else _teacher_probabilities(xb, teacher_modules, cfg, device))
+                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * _distillation_loss(logits.float(), target, cfg)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_grad_norm:

@@ -40,6 +40,14 @@ def images_dir(data_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def video_dir(data_dir) -> Path:
+    path = data_dir / "video"
+    if not (path / "single_face.mp4").is_file():
+        pytest.skip(f"videos not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def ck_raw(data_dir):
     """The shared CK+48 npz exactly as stored: images, one-hot labels, class names."""
     with np.load(data_dir / "ck_plus_48.npz") as npz:

@@ -176,3 +176,12 @@ def test_main_error_message_with_brackets(tmp_path, folder):
     missing = tmp_path / folder / "ck.npz"
     proc = run_main("data", "--data", missing)
     assert_clean_error(proc, missing)
+
+
+def test_main_eval_classes_shared_without_common_class(tmp_path, tiny_checkpoint, ck_small):
+    data = tmp_path / "neutral_only.npz"
+    np.savez(data, images=ck_small.images[:3], labels=np.zeros(3, np.int64), classes=np.array(["neutral"]))
+    proc = run_main("eval", "--model", tiny_checkpoint, "--data", data, "--classes", "shared")
+    assert_clean_error(proc, data, "share no class", "neutral", "happy")
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+    assert_clean_error(run_main("eval", "--model", tiny_checkpoint, "--data", data, "--classes", "most"), "--classes")

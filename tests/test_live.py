@@ -36,14 +36,6 @@ def onnx_cache(tmp_path_factory):
         yield path
 
 
-@pytest.fixture(scope="module")
-def video_dir(data_dir):
-    path = data_dir / "video"
-    if not (path / "single_face.mp4").is_file():
-        pytest.skip(f"videos not found at {path}")
-    return path
-
-
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -147,8 +139,9 @@ def test_broken_frame_mid_video_is_skipped_and_counted(tmp_path, video_dir):
 def test_photo_folder_finds_every_face_and_writes_annotated_images(tmp_path, images_dir):
     out, jsonl = tmp_path / "annotated", tmp_path / "preds.jsonl"
     summary = run_live(str(images_dir), LiveConfig(model=MODEL, out=out, jsonl=jsonl))
-    records = {r["image"]: r for r in read_jsonl(jsonl)}
+    records = {os.path.basename(r["image"]): r for r in read_jsonl(jsonl)}
     assert set(records) == {"BWPictureHuman.jpg", "multi_face.jpg", "single_face.jpg"}
+    assert all(r["image"] == str(images_dir / name) for name, r in records.items())  # the path, not only the name
     assert len(records["single_face.jpg"]["faces"]) == 1
     multi = records["multi_face.jpg"]["faces"]
     assert len(multi) >= 3
@@ -158,6 +151,20 @@ def test_photo_folder_finds_every_face_and_writes_annotated_images(tmp_path, ima
     for name in records:
         written = cv2.imread(str(out / name))
         assert written is not None and written.shape == cv2.imread(str(images_dir / name)).shape
+
+
+def test_jsonl_of_a_folder_carries_each_photo_path_as_given(tmp_path, images_dir, monkeypatch):
+    folder = tmp_path / "two photos"
+    folder.mkdir()
+    for name in ("single_face.jpg", "multi_face.jpg"):
+        shutil.copy(images_dir / name, folder / name)
+    monkeypatch.chdir(tmp_path)  # a relative source: the records keep it relative
+    out, jsonl = tmp_path / "annotated", tmp_path / "preds.jsonl"
+    result = runner.invoke(app, ["live", "two photos", "--jsonl", str(jsonl), "--out", str(out), "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    images = [r["image"] for r in read_jsonl(jsonl)]
+    assert images == [os.path.join("two photos", "multi_face.jpg"), os.path.join("two photos", "single_face.jpg")]
+    assert sorted(p.name for p in out.iterdir()) == ["multi_face.jpg", "single_face.jpg"]  # output names: the stems
 
 
 def test_single_photo_to_annotated_image_and_glob(tmp_path, images_dir):

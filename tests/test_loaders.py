@@ -195,9 +195,9 @@ def test_raw_photo_face_is_detected_and_cropped(single_face_folder, ck_small):
     photo = single_face_folder / "happy" / "single_face.jpg"
     gray = read_image(photo)
     assert gray.ndim == 2 and gray.dtype == np.uint8 and min(gray.shape) > 48
-    boxes = detect_faces(gray)
-    assert len(boxes) == 1
-    x, y, w, h = boxes[0]
+    faces = detect_faces(gray)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
     assert w >= 48 and h >= 48 and x >= 0 and y >= 0 and x + w <= gray.shape[1] and y + h <= gray.shape[0]
 
     ds = load_image_folder(single_face_folder)
@@ -205,18 +205,18 @@ def test_raw_photo_face_is_detected_and_cropped(single_face_folder, ck_small):
     assert ds.classes == ("happy", "sadness") and ds.labels.tolist() == [0, 1]
     face = ds.images[0]
     assert face.shape == (48, 48) and face.std() > 10  # a real crop, not a flat patch
-    np.testing.assert_array_equal(face, crop_face(gray, boxes[0]))
+    np.testing.assert_array_equal(face, crop_face(gray, faces[0], align=True))
     np.testing.assert_array_equal(face, face_image(photo))
     np.testing.assert_array_equal(ds.images[1], ck_small.images[0])  # a 48x48 image is taken as is
 
 
 def test_multi_face_photo_takes_the_largest_face(images_dir):
     gray = read_image(images_dir / "multi_face.jpg")
-    boxes = detect_faces(gray)
-    assert len(boxes) >= 2
-    areas = [w * h for _, _, w, h in boxes]
+    faces = detect_faces(gray)
+    assert len(faces) >= 2
+    areas = [f.box[2] * f.box[3] for f in faces]
     assert areas == sorted(areas, reverse=True)
-    np.testing.assert_array_equal(face_from_photo(gray), crop_face(gray, boxes[0]))
+    np.testing.assert_array_equal(face_from_photo(gray), crop_face(gray, faces[0], align=True))
 
 
 def test_large_image_without_face_raises_naming_the_file(tmp_path, ck_small):

@@ -55,14 +55,18 @@ def eval_cmd(
     input_mode: Optional[str] = InputOpt,
     heldout: bool = typer.Option(False, "--heldout", help="Only the model's own held-out test images (data = its training dataset)."),
     data_root: Optional[Path] = DataRootOpt,
+    classes: str = typer.Option("all", "--classes", help="all: data classes the model does not know are an error | "
+                                "shared: score only the classes both have (argmax over their logits)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Accuracy of a model on a dataset (``--json``: accuracy, n, per-class, confusion)."""
     from edgefer.data.loaders import NAMED_DATASETS, load_dataset
-    from edgefer.nn.evaluate import evaluate
+    from edgefer.nn.evaluate import CLASS_MODES, evaluate
     from edgefer.nn.recipes import heldout_test_set
     from edgefer.nn.zoo import load_model
 
+    if classes not in CLASS_MODES:
+        raise EdgeferError(f"--classes must be one of {', '.join(CLASS_MODES)}, got {classes!r}")
     fer = load_model(model)
     if heldout:
         dataset = fer.info.get("data", {}).get("dataset")
@@ -72,8 +76,10 @@ def eval_cmd(
     else:
         if split is None and (data in NAMED_DATASETS or Path(data).suffix.lower() == ".csv" or Path(data).is_dir()):
             split = "test" if data != "ckplus" else None
-        dataset_ = load_dataset(data, split, data_root)
-    scores = {"model": model, "data": dataset_.source, **evaluate(fer, dataset_, input_mode)}
+        from edgefer.data.framing import model_framings
+
+        dataset_ = load_dataset(data, split, data_root, model_framings(fer.info))  # photos cropped as the model expects
+    scores = {"model": model, "data": dataset_.source, **evaluate(fer, dataset_, input_mode, classes)}
     if as_json:
         _print_json(scores)
         return
@@ -83,6 +89,10 @@ def eval_cmd(
     for name, acc in scores["per_class_accuracy"].items():
         table.add_row(name, f"{acc:.3f}")
     console.print(table)
+    if scores["dropped_data_classes"] or scores["dropped_model_classes"]:
+        dropped = ", ".join(f"{c} ({n} images)" for c, n in scores["dropped_data_classes"].items()) or "none"
+        console.print(f"shared classes only: dropped data classes {dropped}; "
+                      f"model classes not scored {', '.join(scores['dropped_model_classes']) or 'none'}")
     console.print(f"accuracy {scores['accuracy']:.4f} on n={scores['n']} (balanced {scores['balanced_accuracy']:.4f}, "
                   f"input sparsity {scores['input_sparsity']:.3f})")
 
@@ -105,6 +115,42 @@ def train(
         raise EdgeferError(f"choose a recipe with --recipe ({', '.join(RECIPES)}); custom runs: edgefer cv or the Python API")
     card = run_recipe(recipe, out, data_root, device, not quiet, epochs, init, teacher)
     console.print(f"wrote {out} (test accuracy {card['scores']['test_accuracy']:.4f} on n={card['scores']['test_n']})")
+
+
+@app.command()
+def framing(
+    model: str = typer.Option(..., "--model", help="Shipped model name or checkpoint path."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint to write: the same weights, the fitted framing in its card."),
+    sample: int = typer.Option(1000, "--sample", help="Training images to fit on."),
+    seed: int = typer.Option(0, "--seed"),
+    data_root: Optional[Path] = DataRootOpt,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Fit the crop framing of each detector model to the model's training data and record it in its card."""
+    from edgefer.data.faces import FRAMING_KEYS, get_detector
+    from edgefer.data.framing import fit_framing
+    from edgefer.nn.recipes import training_set
+    from edgefer.nn.zoo import load_model
+
+    fer = load_model(model)
+    images = training_set(fer, data_root).images
+    fitted = {name: fit_framing(images, get_detector(name), sample, seed) for name in FRAMING_KEYS}
+    fer.info = {**fer.info, "framing": fitted}
+    fer.info.setdefault("commands", {})["framing"] = f"edgefer framing --model {model} --sample {sample} --seed {seed}"
+    fer.save(out)
+    out.with_suffix(".json").write_text(json.dumps(fer.info, indent=2) + "\n")
+    if as_json:
+        _print_json(fitted)
+        return
+    table = Table(title=f"crop framing of {model} (median over {sample} training images)")
+    for column in ("detector model", "found", "scale", "dx", "dy", "scale quartiles", "eye angle quartiles"):
+        table.add_column(column, justify="left" if column == "detector model" else "right")
+    for name, fit in fitted.items():
+        q = fit["quartiles"]
+        table.add_row(name, f"{fit['found_rate']:.1%}", f"{fit['scale']:.3f}", f"{fit['dx']:+.3f}", f"{fit['dy']:+.3f}",
+                      f"{q['scale'][0]:.2f}-{q['scale'][1]:.2f}", f"{q['eye_angle'][0]:+.1f}..{q['eye_angle'][1]:+.1f}")
+    console.print(table)
+    console.print(f"wrote {out}")
 
 
 @app.command()

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edgefer.data.dataset import IMAGE_SIZE, FaceDataset
-from edgefer.data.faces import face_from_photo
+from edgefer.data.faces import Framing, face_from_photo
 from edgefer.data.labels import CANONICAL, FER2013_CLASSES, canonical_classes, canonical_label
 from edgefer.data.preprocess import to_gray
 from edgefer.errors import EdgeferError
@@ -71,12 +71,14 @@ def resolve_named(name: str, split: str | None, data_root: str | Path | None = N
 
 
 def load_dataset(
-    spec: str | Path, split: str | None = None, data_root: str | Path | None = None
+    spec: str | Path, split: str | None = None, data_root: str | Path | None = None,
+    framings: dict[str, Framing] | None = None,
 ) -> FaceDataset:
     """Load a named dataset (``ckplus``, ``fer2013``) or a file / folder in any supported format.
 
     ``split`` (train | test | private-test) picks a usage of datasets that have official splits
     (Kaggle csv, train/test folders, named fer2013); it is ignored for single-split data.
+    ``framings`` (a model card's, see ``edgefer.data.framing``) place the crops of photos in folders.
     """
     if split is not None and split not in SPLITS:
         raise EdgeferError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -87,7 +89,7 @@ def load_dataset(
     if not path.exists():
         raise EdgeferError("no such file or folder", path)
     if path.is_dir():
-        return load_image_folder(_split_folder(path, split))
+        return load_image_folder(_split_folder(path, split), framings)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return load_npz(path)
@@ -198,16 +200,18 @@ def read_image(path: str | Path) -> np.ndarray:
     return to_gray(image, str(path))
 
 
-def face_image(path: str | Path) -> np.ndarray:
-    """A 48x48 face from an image file: a 48x48 image as is, otherwise its largest detected face."""
+def face_image(path: str | Path, framings: dict[str, Framing] | None = None) -> np.ndarray:
+    """A 48x48 face from an image file: a 48x48 image as is, otherwise its largest detected face
+    (BlazeFace), cropped with ``framings``."""
     gray = read_image(path)
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return gray
-    return face_from_photo(gray, str(path))
+    return face_from_photo(gray, str(path), framings=framings)
 
 
-def load_image_folder(root: str | Path) -> FaceDataset:
-    """``ROOT/<class>/*.png|jpg``: class folders in any common spelling, images of any size."""
+def load_image_folder(root: str | Path, framings: dict[str, Framing] | None = None) -> FaceDataset:
+    """``ROOT/<class>/*.png|jpg``: class folders in any common spelling, images of any size (the
+    largest face of a photo is cropped with ``framings``)."""
     root = Path(root)
     _require(root, "folder")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -225,7 +229,7 @@ def load_image_folder(root: str | Path) -> FaceDataset:
     images, labels = [], []
     for index, name in enumerate(classes):
         for file in by_class[name]:
-            images.append(face_image(file))
+            images.append(face_image(file, framings))
             labels.append(index)
     return FaceDataset(np.stack(images), np.array(labels, dtype=np.int64), classes, str(root))
 

@@ -22,16 +22,16 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edgefer.data.faces import Box, crop_face
+from edgefer.data.faces import DEFAULT_DETECTOR, DETECTORS, Box, Framing, crop_face, detect_photo, get_detector
+from edgefer.data.framing import model_framings
 from edgefer.data.loaders import IMAGE_SUFFIXES
 from edgefer.data.preprocess import prepare_input
 from edgefer.errors import EdgeferError
 from edgefer.live.backends import BACKENDS, Classifier, make_classifier
 from edgefer.live.sources import Frame, FrameSource, open_source
-from edgefer.live.tracking import FaceTracker, Track, detect_scaled
+from edgefer.live.tracking import FaceTracker, Track, detect_frame
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
-PHOTO_DETECT_WIDTH = 1280  # still photos: faces may be small, and there is no next frame to catch them
 STAGES = ("decode", "gray", "detect", "crop", "classify", "smooth", "annotate", "write", "frame")
 WINDOW = "edgefer live"
 
@@ -41,10 +41,12 @@ class LiveConfig:
     model: str = "fer2013-cnn"
     backend: str = "auto"  # onnxruntime when installed, else torch
     threads: int | None = None  # classifier threads; None: the backend's default
+    detector: str = DEFAULT_DETECTOR  # blazeface | blazeface-short | haar (see edgefer.data.faces)
     detect_every: int = 8  # run the face detector on every N-th frame, reuse boxes in between
-    detect_width: int | None = 256  # width of the grey copy the detector sees (None: full frame)
+    detect_width: int | None = 256  # Haar only: width of the grey copy it sees (None: full frame)
     detect_scale_factor: float = 1.15  # Haar pyramid step: 1.1 finds a little more, 1.2 is faster
-    margin: float = 0.0  # crop margin per side, as a fraction of the box (0 = as the loaders crop photos)
+    margin: float = 0.0  # extra crop margin per side, as a fraction of the calibrated crop
+    align: bool = True  # rotate each crop so that the eyes are level (detectors that find eyes)
     smoothing: float = 0.6  # weight of the past in each face's moving average of probabilities
     max_missed: int = 2  # detection rounds a face may go unseen before its track ends
     max_frames: int | None = None
@@ -169,7 +171,7 @@ def annotate(image: np.ndarray, faces: list[FaceResult], fps: float | None) -> n
 def _jsonl_record(frame: Frame, faces: list[FaceResult], classes) -> dict:
     record = {"frame": frame.index, "time": round(frame.time_s, 4)}
     if frame.name:
-        record["image"] = frame.name
+        record["image"] = str(frame.name)  # the photo's path as given (folder or glob + file name)
     record["faces"] = [
         {"track": f.track, "box": [int(v) for v in f.box], "label": f.label, "confidence": round(f.confidence, 4),
          "probabilities": {c: round(float(p), 4) for c, p in zip(classes, f.probs)},
@@ -193,6 +195,12 @@ class LivePipeline:
             raise EdgeferError("--detect-scale-factor must be in [1.01, 2]")
         if config.margin < 0:
             raise EdgeferError("--margin must be >= 0")
+        if config.detector not in DETECTORS:
+            raise EdgeferError(f"unknown face detector {config.detector!r}; choose one of {', '.join(DETECTORS)}")
+        self.detector = get_detector(config.detector, config.detect_scale_factor)
+        # The crop frames a face as the model's training data did (fitted per detector model).
+        self.framings = {name: Framing(f.scale * (1 + 2 * config.margin), f.dx, f.dy)
+                         for name, f in model_framings(classifier.model.info).items()}
         self.classifier = classifier
         self.input_mode = input_mode
         self.config = config
@@ -211,11 +219,13 @@ class LivePipeline:
         times.add("gray", t1 - t0)
         if self.still_images:
             self.tracker.reset()
-        if self.still_images or self.frames_since_detection is None or self.frames_since_detection + 1 >= self.config.detect_every:
-            width = self.config.detect_width
-            if self.still_images and width is not None:
-                width = max(width, PHOTO_DETECT_WIDTH)
-            self.tracker.update(detect_scaled(gray, width, self.config.detect_scale_factor))
+        due = self.frames_since_detection is None or self.frames_since_detection + 1 >= self.config.detect_every
+        if self.still_images or due or any(t.uncertain for t in self.tracker.tracks):
+            if self.still_images:
+                found = detect_photo(frame.image, self.detector)
+            else:
+                found = detect_frame(self.detector, frame.image, self.config.detect_width)
+            self.tracker.update(found)
             self.frames_since_detection = 0
             self.detections_run += 1
             t2 = clock()
@@ -223,10 +233,12 @@ class LivePipeline:
         else:
             self.frames_since_detection += 1
             t2 = t1
-        tracks: list[Track] = list(self.tracker.tracks)
+        # A photo has no next frame to confirm a face in: every face found is reported.
+        tracks: list[Track] = [t for t in self.tracker.tracks if self.still_images or not t.tentative]
         faces: list[FaceResult] = []
         if tracks:
-            crops = np.stack([crop_face(gray, t.box, self.config.margin) for t in tracks])
+            crops = np.stack([crop_face(gray, t.face, self.framings.get(t.model, Framing()), self.config.align)
+                              for t in tracks])
             inputs = prepare_input(crops, self.input_mode)
             t3 = clock()
             times.add("crop", t3 - t2)
@@ -323,8 +335,9 @@ def run_live(source_spec: str, config: LiveConfig | None = None,
             cv2.destroyWindow(WINDOW)
     summary.update({"source": str(source_spec), "kind": source.kind, "model": config.model,
                     "backend": classifier.name, "input": model.input_mode, "setup_s": round(setup_s, 3),
+                    "detector": config.detector, "align": config.align,
                     "detect_every": 1 if still else config.detect_every,
-                    "detect_width": config.detect_width,
+                    "detect_width": config.detect_width if config.detector == "haar" else None,
                     "out": str(config.out) if config.out else None, "jsonl": str(config.jsonl) if config.jsonl else None})
     return summary
 

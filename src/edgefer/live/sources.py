@@ -29,7 +29,7 @@ class Frame:
     index: int  # position in the source, counting skipped frames
     time_s: float  # media time for videos, seconds since start for cameras, 0 for photos
     image: np.ndarray  # BGR uint8, H x W x 3
-    name: str | None = None  # file name for image sources
+    name: str | None = None  # file path (as the user gave it) for image sources
 
 
 class FrameSource:
@@ -106,7 +106,7 @@ class ImageSource(FrameSource):
                 self.broken += 1
                 continue
             yielded += 1
-            yield Frame(index, 0.0, image, path.name)  # photos have no media time
+            yield Frame(index, 0.0, image, str(path))  # the path as given; photos have no media time
         self._first = None
         if not yielded:
             raise EdgeferError(f"none of the {len(self.files)} images could be read", self.description)

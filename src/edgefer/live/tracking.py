@@ -1,11 +1,14 @@
-"""Face detection on a downscaled frame, box reuse between detections, and per-face smoothing.
+"""Face detection per frame, box reuse between detections, and per-face smoothing.
 
-Haar detection is the costly stage, so it runs on a grey frame shrunk to ``detect_width`` pixels
-and only every ``detect_every`` frames; in between, each face track keeps its last box. Tracks are
-matched to new detections by overlap (IoU); a track confirmed by two rounds survives ``max_missed``
-rounds without a match (Haar misses a face now and then), an unconfirmed one ends at its first miss
-(Haar's false positives rarely repeat). Tracks carry an exponential moving average of class probabilities
-so the label does not flicker from frame to frame.
+Detection is the costly stage, so it runs only every ``detect_every`` frames (BlazeFace letterboxes
+the frame to its own input; Haar runs on a grey copy shrunk to ``detect_width`` pixels); in between,
+each face track keeps its last box. Tracks are matched to new detections by overlap (IoU); a track
+confirmed by two rounds survives ``max_missed`` rounds without a match (a detector misses a face now
+and then), an unconfirmed one ends at its first miss (false positives rarely repeat). A new face
+found with a score below ``CONFIRM_SCORE`` is tentative: it is not reported until a detection finds
+it with a confident score. A new tentative face and a face just missed are searched for again on
+the next frame, so a face is confirmed, or dropped when it has left, within a few frames. Tracks
+carry an exponential moving average of class probabilities so the label does not flicker.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgefer.data.faces import Box, detect_faces
+from edgefer.data.faces import Box, Face, FaceDetector, HaarDetector
 
 MATCH_IOU = 0.3
-BOX_BLEND = 0.3  # weight of the previous box when a track is re-detected: damps Haar's jitter
+BOX_BLEND = 0.3  # weight of the previous box when a track is re-detected: damps the detector's jitter
+# A face is reported in a video once one detection scored at least this (BlazeFace's rare false
+# positives, e.g. on lettering, score 0.5-0.66 over a few frames; a real face's track reaches
+# 0.75-0.97). A new face below it is searched for again on the next CONFIRM_ROUNDS - 1 frames.
+CONFIRM_SCORE = 0.75
+CONFIRM_ROUNDS = 3
 
 
 def iou(a: Box, b: Box) -> float:
@@ -49,24 +57,46 @@ def suppress_nested(boxes: list[Box], overlap: float = 0.5) -> list[Box]:
     return kept
 
 
-def detect_scaled(gray: np.ndarray, detect_width: int | None, scale_factor: float = 1.1) -> list[Box]:
-    """Haar faces of ``gray`` found on a copy at most ``detect_width`` wide, in full-frame pixels."""
+def detect_frame(detector: FaceDetector, frame: np.ndarray, detect_width: int | None) -> list[Face]:
+    """Faces of a BGR frame in full-frame pixels. Haar runs on a grey copy at most ``detect_width``
+    wide (its cost grows with the pixels); BlazeFace letterboxes the frame to its input itself."""
+    if not isinstance(detector, HaarDetector):
+        return detector.detect(frame)
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
     width = gray.shape[1]
     scale = detect_width / width if detect_width and width > detect_width else 1.0
     small = gray if scale == 1.0 else cv2.resize(gray, (detect_width, max(1, round(gray.shape[0] * scale))),
                                                  interpolation=cv2.INTER_AREA)
-    boxes = [tuple(int(round(v / scale)) for v in box) for box in detect_faces(small, scale_factor=scale_factor)]
-    return suppress_nested(boxes)
+    boxes = [tuple(int(round(v / scale)) for v in face.box) for face in detector.detect(small)]
+    return [Face(box, model=detector.name) for box in suppress_nested(boxes)]
 
 
 @dataclass
 class Track:
     id: int
     box: Box
+    eyes: tuple | None = None  # the latest detection's eye centres, when the detector gives them
+    score: float = 1.0  # the best detection score seen
+    model: str = "haar"  # the detector model whose box this is (it sets the crop framing)
     missed: int = 0  # detection rounds in a row that did not find this face
     hits: int = 1  # detection rounds that found it
     probs: np.ndarray | None = None  # smoothed class probabilities
     frames: int = 0  # frames in which this face was classified
+
+    @property
+    def tentative(self) -> bool:
+        """Never yet detected with a confident score: not reported (in videos) until it is."""
+        return self.score < CONFIRM_SCORE
+
+    @property
+    def uncertain(self) -> bool:
+        """New and tentative, or just missed: the next frame is searched again (not in ``detect_every``
+        frames), so a face is confirmed, and a face that left is dropped, within a few frames."""
+        return (self.tentative and self.hits < CONFIRM_ROUNDS) or self.missed > 0
+
+    @property
+    def face(self) -> Face:
+        return Face(self.box, self.score, self.eyes, self.model)
 
 
 class FaceTracker:
@@ -81,9 +111,10 @@ class FaceTracker:
     def reset(self) -> None:
         self.tracks = []
 
-    def update(self, detections: list[Box]) -> None:
+    def update(self, detections: list[Face | Box]) -> None:
         """Match a detection round to the tracks: greedy by IoU, largest overlaps first."""
-        pairs = sorted(((iou(t.box, d), ti, di) for ti, t in enumerate(self.tracks) for di, d in enumerate(detections)),
+        detections = [d if isinstance(d, Face) else Face(tuple(d)) for d in detections]
+        pairs = sorted(((iou(t.box, d.box), ti, di) for ti, t in enumerate(self.tracks) for di, d in enumerate(detections)),
                        reverse=True)
         used_tracks, used_dets = set(), set()
         for overlap, ti, di in pairs:
@@ -94,7 +125,16 @@ class FaceTracker:
             used_tracks.add(ti)
             used_dets.add(di)
             track = self.tracks[ti]
-            track.box = tuple(int(round(BOX_BLEND * o + (1 - BOX_BLEND) * n)) for o, n in zip(track.box, detections[di]))
+            found = detections[di]
+            shift = [(1 - BOX_BLEND) * (n - o) for o, n in zip(track.box, found.box)]
+            track.box = tuple(int(round(o + d)) for o, d in zip(track.box, shift))
+            # The eyes move with the blended box (same shift of the box centre).
+            if found.eyes is not None:
+                offset = (track.box[0] + track.box[2] / 2 - found.box[0] - found.box[2] / 2,
+                          track.box[1] + track.box[3] / 2 - found.box[1] - found.box[3] / 2)
+                track.eyes = tuple((ex + offset[0], ey + offset[1]) for ex, ey in found.eyes)
+            track.score = max(track.score, found.score)
+            track.model = found.model
             track.missed = 0
             track.hits += 1
         for ti, track in enumerate(self.tracks):
@@ -102,9 +142,9 @@ class FaceTracker:
                 track.missed += 1
         # A face seen in one round only may be a false positive: it gets no grace when it is missed.
         self.tracks = [t for t in self.tracks if t.missed == 0 or (t.hits > 1 and t.missed <= self.max_missed)]
-        for di, box in enumerate(detections):
+        for di, found in enumerate(detections):
             if di not in used_dets:
-                self.tracks.append(Track(self.next_id, tuple(int(v) for v in box)))
+                self.tracks.append(Track(self.next_id, tuple(int(v) for v in found.box), found.eyes, found.score, found.model))
                 self.next_id += 1
         self.tracks.sort(key=lambda t: t.box[2] * t.box[3], reverse=True)
 

@@ -6,17 +6,16 @@ Heavy runtimes are imported on use; a missing one is a clear EdgeferError naming
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgefer.console import native_stderr_to
 from edgefer.errors import EdgeferError
 
 OPSET = 17
@@ -81,22 +80,6 @@ def _sample_input(model) -> torch.Tensor:
     return torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
 
 
-@contextlib.contextmanager
-def _native_stderr_to(log_path: Path):
-    """Send file descriptor 2 to a file: the MLIR converter logs dozens of info lines per model from
-    C++ (absl), which no Python logging setting reaches and which would bury the CLI's own output."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(log_path, "wb") as log:
-            os.dup2(log.fileno(), 2)
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _write_tflite(convert, path: str | Path) -> Path:
     """Run a litert-torch conversion and write its flatbuffer atomically; failures name the output file."""
     path = Path(path)
@@ -104,7 +87,7 @@ def _write_tflite(convert, path: str | Path) -> Path:
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.tflite")
     log = path.with_suffix(".converter.log")
     try:
-        with warnings.catch_warnings(), _native_stderr_to(log):
+        with warnings.catch_warnings(), native_stderr_to(log):
             warnings.simplefilter("ignore")  # torch.export's pytree deprecation notices
             convert().export(str(tmp))
     except Exception as exc:  # noqa: BLE001  (torch.export and the MLIR converter raise many types)

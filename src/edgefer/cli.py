@@ -130,15 +130,18 @@ def framing(
     from edgefer.data.faces import FRAMING_KEYS, get_detector
     from edgefer.data.framing import fit_framing
     from edgefer.nn.recipes import training_set
-    from edgefer.nn.zoo import load_model
+    from edgefer.nn.zoo import ZOO_DIR, load_model, shipped_models
 
     fer = load_model(model)
     images = training_set(fer, data_root).images
     fitted = {name: fit_framing(images, get_detector(name), sample, seed) for name in FRAMING_KEYS}
-    fer.info = {**fer.info, "framing": fitted}
-    fer.info.setdefault("commands", {})["framing"] = f"edgefer framing --model {model} --sample {sample} --seed {seed}"
+    recorded = {"framing": fitted, "framing_command": f"edgefer framing --model {model} --sample {sample} --seed {seed}"}
+    # The card beside the checkpoint may hold more than its header (notes, lineage): keep all of it.
+    card_file = ZOO_DIR / f"{model}.json" if model in shipped_models() else Path(model).with_suffix(".json")
+    card = json.loads(card_file.read_text()) if card_file.is_file() else dict(fer.info)
+    fer.info = {**fer.info, **recorded}
     fer.save(out)
-    out.with_suffix(".json").write_text(json.dumps(fer.info, indent=2) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({**card, **recorded}, indent=2) + "\n")
     if as_json:
         _print_json(fitted)
         return

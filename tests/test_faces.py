@@ -202,3 +202,30 @@ def test_face_appearing_and_leaving_a_video(video_dir):
     assert summary["frames"] == len(with_face) == 169
     assert all(with_face[:72])
     assert not any(with_face[75:])  # searched every frame once missed: dropped after max_missed frames
+
+
+def test_framing_command_records_the_fit_in_checkpoint_and_card(tiny_trained, tmp_path):
+    """``edgefer framing`` fits each detector model on the model's own training images (rebuilt from
+    its card) and writes the fit into the checkpoint header and the card beside it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgefer.cli import app
+    from edgefer.data.framing import model_framings
+    from edgefer.nn.model import FerModel
+
+    tiny_trained.info = {**tiny_trained.info, "data": {"dataset": "ckplus"},
+                         "split": {"protocol": "study", "seed": 123, "test_fraction": 0.15, "val_fraction": 0.10}}
+    source = tiny_trained.save(tmp_path / "tiny.safetensors")
+    (tmp_path / "tiny.json").write_text(json.dumps({**tiny_trained.info, "lineage": ["kept"]}))
+    out = tmp_path / "framed.safetensors"
+    result = CliRunner().invoke(app, ["framing", "--model", str(source), "--out", str(out), "--sample", "12", "--json"])
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.output)
+    assert set(fitted) == {"blazeface-full", "blazeface-short", "haar"}
+    assert all(f["images"] == 12 and 1.0 < f["scale"] < 1.4 for f in fitted.values())
+    framed = FerModel.load(out)
+    assert set(model_framings(framed.info)) == set(fitted) and framed.digest() == FerModel.load(source).digest()
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["lineage"] == ["kept"] and card["framing"] == fitted and "framing_command" in card

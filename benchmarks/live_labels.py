@@ -10,6 +10,7 @@ Pipelines, all run in the same invocation on every clip and with each model of `
 
 - ``edgefer (blazeface)``: ``run_live`` as ``edgefer live`` runs it by default (detector every 8th
   frame, boxes reused in between, crops framed as the model's training data, smoothing per track);
+- ``edgefer (blazeface, crops not rotated)``: the same with ``align=False`` (is levelling the eyes worth it?);
 - ``edgefer (haar)``: the same with ``detector="haar"``;
 - ``typical``: Haar on every full frame + the same model on the raw Haar box crop, no smoothing
   (``typical_pipeline`` of ``benchmarks/live_speed.py``).
@@ -58,9 +59,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_speed import typical_pipeline  # noqa: E402  (benchmarks/ is not a package)
 
 LABELS_FILE = Path(__file__).resolve().parent / "live_labels.json"
-PIPELINES = ("blazeface", "haar", "typical")
-PIPELINE_NAMES = {"blazeface": "edgefer (blazeface)", "haar": "edgefer (haar)",
-                  "typical": "typical (Haar full frame + box crop)"}
+PIPELINES = ("blazeface", "blazeface-noalign", "haar", "typical")
+PIPELINE_NAMES = {"blazeface": "edgefer (blazeface)", "blazeface-noalign": "edgefer (blazeface, crops not rotated)",
+                  "haar": "edgefer (haar)", "typical": "typical (Haar full frame + box crop)"}
+# The edgefer pipelines: the live settings each one changes from the defaults.
+LIVE_SETTINGS = {"blazeface": {"detector": "blazeface"}, "blazeface-noalign": {"detector": "blazeface", "align": False},
+                 "haar": {"detector": "haar"}}
 MATCH_IOU = 0.25
 MATCH_CENTRE = 0.5  # fraction of the annotated box side
 
@@ -79,14 +83,14 @@ def model_label(model: str) -> str:
 
 # --- videos -----------------------------------------------------------------------------------
 
-def edgefer_video_labels(path: Path, model: str, detector: str, threads: int | None) -> tuple[dict, dict]:
+def edgefer_video_labels(path: Path, model: str, pipeline: str, threads: int | None) -> tuple[dict, dict]:
     """Frame index -> the largest reported face's label (None: no face), and the run's summary."""
     labels: dict[int, str | None] = {}
 
     def keep(frame, faces):
         labels[frame.index] = faces[0].label if faces else None  # largest face first
 
-    summary = run_live(str(path), LiveConfig(model=model, detector=detector, threads=threads), on_frame=keep)
+    summary = run_live(str(path), LiveConfig(model=model, threads=threads, **LIVE_SETTINGS[pipeline]), on_frame=keep)
     return labels, summary
 
 
@@ -136,13 +140,13 @@ def rates(total: Counter) -> dict:
 
 # --- photos -----------------------------------------------------------------------------------
 
-def edgefer_photo_faces(path: Path, model: str, detector: str, threads: int | None) -> list[tuple]:
+def edgefer_photo_faces(path: Path, model: str, pipeline: str, threads: int | None) -> list[tuple]:
     found: list[tuple] = []
 
     def keep(frame, faces):
         found.extend((tuple(int(v) for v in f.box), f.label, round(f.confidence, 3)) for f in faces)
 
-    run_live(str(path), LiveConfig(model=model, detector=detector, threads=threads), on_frame=keep)
+    run_live(str(path), LiveConfig(model=model, threads=threads, **LIVE_SETTINGS[pipeline]), on_frame=keep)
     return found
 
 

@@ -10,7 +10,7 @@ Pipelines, all run in the same invocation on every clip and with each model of `
 
 - ``edgefer (blazeface)``: ``run_live`` as ``edgefer live`` runs it by default (detector every 8th
   frame, boxes reused in between, crops framed as the model's training data, smoothing per track);
-- ``edgefer (blazeface, crops not rotated)``: the same with ``align=False`` (is levelling the eyes worth it?);
+- ``edgefer (blazeface, eyes levelled)``: the same with ``align=True`` (is levelling the eyes worth it?);
 - ``edgefer (haar)``: the same with ``detector="haar"``;
 - ``typical``: Haar on every full frame + the same model on the raw Haar box crop, no smoothing
   (``typical_pipeline`` of ``benchmarks/live_speed.py``).
@@ -59,11 +59,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_speed import typical_pipeline  # noqa: E402  (benchmarks/ is not a package)
 
 LABELS_FILE = Path(__file__).resolve().parent / "live_labels.json"
-PIPELINES = ("blazeface", "blazeface-noalign", "haar", "typical")
-PIPELINE_NAMES = {"blazeface": "edgefer (blazeface)", "blazeface-noalign": "edgefer (blazeface, crops not rotated)",
+PIPELINES = ("blazeface", "blazeface-align", "haar", "typical")
+PIPELINE_NAMES = {"blazeface": "edgefer (blazeface)", "blazeface-align": "edgefer (blazeface, eyes levelled)",
                   "haar": "edgefer (haar)", "typical": "typical (Haar full frame + box crop)"}
 # The edgefer pipelines: the live settings each one changes from the defaults.
-LIVE_SETTINGS = {"blazeface": {"detector": "blazeface"}, "blazeface-noalign": {"detector": "blazeface", "align": False},
+LIVE_SETTINGS = {"blazeface": {"detector": "blazeface"}, "blazeface-align": {"detector": "blazeface", "align": True},
                  "haar": {"detector": "haar"}}
 MATCH_IOU = 0.25
 MATCH_CENTRE = 0.5  # fraction of the annotated box side

@@ -205,7 +205,7 @@ def test_raw_photo_face_is_detected_and_cropped(single_face_folder, ck_small):
     assert ds.classes == ("happy", "sadness") and ds.labels.tolist() == [0, 1]
     face = ds.images[0]
     assert face.shape == (48, 48) and face.std() > 10  # a real crop, not a flat patch
-    np.testing.assert_array_equal(face, crop_face(gray, faces[0], align=True))
+    np.testing.assert_array_equal(face, crop_face(gray, faces[0]))
     np.testing.assert_array_equal(face, face_image(photo))
     np.testing.assert_array_equal(ds.images[1], ck_small.images[0])  # a 48x48 image is taken as is
 
@@ -216,7 +216,7 @@ def test_multi_face_photo_takes_the_largest_face(images_dir):
     assert len(faces) >= 2
     areas = [f.box[2] * f.box[3] for f in faces]
     assert areas == sorted(areas, reverse=True)
-    np.testing.assert_array_equal(face_from_photo(gray), crop_face(gray, faces[0], align=True))
+    np.testing.assert_array_equal(face_from_photo(gray), crop_face(gray, faces[0]))
 
 
 def test_large_image_without_face_raises_naming_the_file(tmp_path, ck_small):

@@ -1,4 +1,4 @@
-"""The real-time pipeline: decode -> detect (downscaled, every N frames) -> reuse boxes -> crop ->
+"""The real-time pipeline: decode -> detect (every N frames) -> reuse boxes -> crop (framed as the model's training data) ->
 preprocess (the model's input mode) -> classify (all faces of a frame in one call) -> smooth per
 face -> annotated video / JSON lines / window, and a summary with per-stage latencies.
 
@@ -32,7 +32,7 @@ from edgefer.live.sources import Frame, FrameSource, open_source
 from edgefer.live.tracking import FaceTracker, Track, detect_frame
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
-STAGES = ("decode", "gray", "detect", "crop", "classify", "smooth", "annotate", "write", "frame")
+STAGES = ("decode", "detect", "crop", "classify", "smooth", "annotate", "write", "frame")
 WINDOW = "edgefer live"
 
 
@@ -46,7 +46,9 @@ class LiveConfig:
     detect_width: int | None = 256  # Haar only: width of the grey copy it sees (None: full frame)
     detect_scale_factor: float = 1.15  # Haar pyramid step: 1.1 finds a little more, 1.2 is faster
     margin: float = 0.0  # extra crop margin per side, as a fraction of the calibrated crop
-    align: bool = True  # rotate each crop so that the eyes are level (detectors that find eyes)
+    # Rotate each crop so that the eyes are level (detectors that find eyes): off by default, as on
+    # the annotated clips it changed little (benchmarks/live_labels.py) and costs ~0.3 ms per face.
+    align: bool = False
     smoothing: float = 0.6  # weight of the past in each face's moving average of probabilities
     max_missed: int = 2  # detection rounds a face may go unseen before its track ends
     max_frames: int | None = None
@@ -70,7 +72,7 @@ class StageTimes:
     seconds: dict = field(default_factory=lambda: {s: [] for s in STAGES})
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage].append(seconds)
+        self.seconds.setdefault(stage, []).append(seconds)  # other pipelines time other stages
 
     def summary_ms(self) -> dict:
         out = {}
@@ -213,10 +215,7 @@ class LivePipeline:
 
     def process(self, frame: Frame) -> list[FaceResult]:
         times, clock = self.times, time.perf_counter
-        t0 = clock()
-        gray = cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)
         t1 = clock()
-        times.add("gray", t1 - t0)
         if self.still_images:
             self.tracker.reset()
         due = self.frames_since_detection is None or self.frames_since_detection + 1 >= self.config.detect_every
@@ -237,7 +236,8 @@ class LivePipeline:
         tracks: list[Track] = [t for t in self.tracker.tracks if self.still_images or not t.tentative]
         faces: list[FaceResult] = []
         if tracks:
-            crops = np.stack([crop_face(gray, t.face, self.framings.get(t.model, Framing()), self.config.align)
+            # Cropped from the colour frame: only the faces' pixels are converted to grey.
+            crops = np.stack([crop_face(frame.image, t.face, self.framings.get(t.model, Framing()), self.config.align)
                               for t in tracks])
             inputs = prepare_input(crops, self.input_mode)
             t3 = clock()

@@ -278,21 +278,25 @@ def main() -> None:
 
     start = time.perf_counter()
     videos, photos, skipped = [], [], []
-    for clip, entry in annotations.get("videos", {}).items():
-        path = root / clip
-        if not wanted(clip):
-            continue
-        if not path.is_file():
-            skipped.append(clip)
-            continue
+
+    def annotated(section: str):
+        """(clip, annotation, path) of the wanted clips of one section whose file exists."""
+        for clip, entry in annotations.get(section, {}).items():
+            if not wanted(clip):
+                continue
+            if not (root / clip).is_file():
+                skipped.append(clip)
+                continue
+            yield clip, entry, root / clip
+
+    for clip, entry, path in annotated("videos"):
         for model in args.models:
             for pipeline in args.pipelines:
                 if pipeline == "typical":
                     predicted, run = typical_video_labels(path, model)
-                    frames, fps = run["frames"], run["fps"]
                 else:
                     predicted, run = edgefer_video_labels(path, model, pipeline, threads)
-                    frames, fps = run["frames"], run["fps"]
+                frames, fps = run["frames"], run["fps"]
                 score = score_video(entry["segments"], predicted)
                 if entry.get("frames") is not None and frames != entry["frames"]:
                     score["warning"] = f"{frames} frames processed, {entry['frames']} annotated"
@@ -311,13 +315,7 @@ def main() -> None:
                 totals.append({"clip": "all videos", "pipeline": pipeline, "model": model, **rates(total)})
 
     if not args.no_photos:
-        for clip, entry in annotations.get("photos", {}).items():
-            path = root / clip
-            if not wanted(clip):
-                continue
-            if not path.is_file():
-                skipped.append(clip)
-                continue
+        for clip, entry, path in annotated("photos"):
             for model in args.models:
                 fer_model = load_model(model) if "typical" in args.pipelines else None
                 for pipeline in args.pipelines:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -238,6 +239,9 @@ register_bench(app)
 
 def main() -> None:
     """Entry point: usage errors are click's (standalone mode); ours print one line and exit 2."""
+    # JAX (imported by litert-torch for the TFLite exports) warns at every fork of the process; the
+    # fork is OpenVINO's telemetry sender, a child that runs no JAX code.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     try:
         app()
     except EdgeferError as exc:

@@ -70,7 +70,11 @@ def export_openvino_fp16(onnx_path: str | Path, xml_path: str | Path) -> Path:
 def _litert_torch():
     """litert-torch with its progress display off: it prints to stdout, which ``--json`` output needs clean."""
     logging.getLogger("torchao").setLevel(logging.ERROR)  # torchao warns about its optional CUDA kernels on import
-    litert_torch = need("litert_torch", "litert-torch")
+    # Its import logs from C++ (absl, TensorFlow's oneDNN notice) and warns through torch's pytree
+    # about an Enum registration: nothing a user can act on.
+    with warnings.catch_warnings(), native_stderr_to():
+        warnings.simplefilter("ignore")
+        litert_torch = need("litert_torch", "litert-torch")
     litert_torch.config.show_progress = False
     return litert_torch
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefer.console import native_stderr_to
 from edgefer.errors import EdgeferError
 from edgefer.targets.base import Artifact
 from edgefer.targets.export import need
@@ -55,8 +56,9 @@ def tflite_interpreter(artifact: Artifact, threads: int | None = None, default_d
     path = _file(artifact)
     resolver = interpreter.OpResolverType.AUTO if default_delegates else interpreter.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        loaded = interpreter.Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
-        loaded.allocate_tensors()
+        with native_stderr_to():  # LiteRT announces its CPU delegate on stderr
+            loaded = interpreter.Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+            loaded.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EdgeferError(f"corrupt or unreadable TFLite artifact ({str(exc).splitlines()[0][:200]})", path) from None
     return loaded

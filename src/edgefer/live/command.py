@@ -17,7 +17,7 @@ def live_command(
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="JSON lines, one per frame: frame, time, faces (track, box, label, confidence, probabilities)."),
     backend: str = typer.Option("auto", "--backend", help="auto (onnxruntime when installed, else torch) | onnxruntime | openvino | torch | snn (spiking, Loihi-style nets only)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Classifier threads (default: the backend's)."),
-    detector: str = typer.Option("blazeface", "--detector", help="Face detector: blazeface (full range, short range where it finds nothing) | blazeface-short | haar."),
+    detector: str = typer.Option("blazeface", "--detector", help="Face detector: blazeface (full range, short range where it finds nothing) | blazeface-full | blazeface-short | haar."),
     align: bool = typer.Option(False, "--align/--no-align", help="Rotate each face crop so that the eyes are level (BlazeFace finds the eyes)."),
     detect_every: int = typer.Option(8, "--detect-every", help="Run the face detector on every N-th frame; boxes are reused in between."),
     detect_width: int = typer.Option(256, "--detect-width", help="Haar only: width the frame is shrunk to for detection (0: full frame)."),

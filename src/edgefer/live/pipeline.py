@@ -41,7 +41,7 @@ class LiveConfig:
     model: str = "fer2013-cnn"
     backend: str = "auto"  # onnxruntime when installed, else torch
     threads: int | None = None  # classifier threads; None: the backend's default
-    detector: str = DEFAULT_DETECTOR  # blazeface | blazeface-short | haar (see edgefer.data.faces)
+    detector: str = DEFAULT_DETECTOR  # blazeface | blazeface-full | blazeface-short | haar (edgefer.data.faces)
     detect_every: int = 8  # run the face detector on every N-th frame, reuse boxes in between
     detect_width: int | None = 256  # Haar only: width of the grey copy it sees (None: full frame)
     detect_scale_factor: float = 1.15  # Haar pyramid step: 1.1 finds a little more, 1.2 is faster

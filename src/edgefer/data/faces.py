@@ -117,7 +117,7 @@ BLAZEFACE_MODELS = {
 }
 FRAMING_KEYS = ("blazeface-full", "blazeface-short", "haar")  # one framing per model that makes boxes
 NMS_IOU = 0.3
-# Two threads halve a full-range call (7.7 -> 4.6 ms on 2 cores); more cores do not help a 192x192 input.
+# Two threads cut a full-range call from 7.7 to 4.6 ms on this 2-core machine.
 DETECTOR_THREADS = min(2, os.cpu_count() or 1)
 
 
@@ -198,10 +198,8 @@ class BlazeFaceDetector(FaceDetector):
             x0, y0, x1, y1 = (box * size - [pad_x, pad_y, pad_x, pad_y]) / scale
             px = (point_set * size - [pad_x, pad_y]) / scale
             face_box = (int(round(x0)), int(round(y0)), max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0))))
-            eyes = (tuple(px[0]), tuple(px[1]))
-            if eyes[0][0] > eyes[1][0]:
-                eyes = (eyes[1], eyes[0])
-            faces.append(Face(face_box, float(score), (tuple(map(float, eyes[0])), tuple(map(float, eyes[1]))), self.name))
+            eyes = sorted((float(x), float(y)) for x, y in px[:2])  # key points 0 and 1, left to right
+            faces.append(Face(face_box, float(score), (eyes[0], eyes[1]), self.name))
         return sorted(faces, key=lambda f: f.box[2] * f.box[3], reverse=True)
 
 

@@ -31,20 +31,21 @@ def data_dir() -> Path:
     return path
 
 
+def _media_dir(data_dir: Path, folder: str, probe: str, what: str) -> Path:
+    path = data_dir / folder
+    if not (path / probe).is_file():
+        pytest.skip(f"{what} not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def images_dir(data_dir) -> Path:
-    path = data_dir / "images"
-    if not (path / "single_face.jpg").is_file():
-        pytest.skip(f"photos not found at {path}")
-    return path
+    return _media_dir(data_dir, "images", "single_face.jpg", "photos")
 
 
 @pytest.fixture(scope="session")
 def video_dir(data_dir) -> Path:
-    path = data_dir / "video"
-    if not (path / "single_face.mp4").is_file():
-        pytest.skip(f"videos not found at {path}")
-    return path
+    return _media_dir(data_dir, "video", "single_face.mp4", "videos")
 
 
 @pytest.fixture(scope="session")

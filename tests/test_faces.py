@@ -229,3 +229,15 @@ def test_framing_command_records_the_fit_in_checkpoint_and_card(tiny_trained, tm
     assert set(model_framings(framed.info)) == set(fitted) and framed.digest() == FerModel.load(source).digest()
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["lineage"] == ["kept"] and card["framing"] == fitted and "framing_command" in card
+
+
+def test_margin_widens_the_crop_with_or_without_a_fitted_framing(tiny_checkpoint):
+    from edgefer.live.backends import make_classifier
+    from edgefer.live.pipeline import LiveConfig, LivePipeline
+    from edgefer.nn.model import FerModel
+
+    model = FerModel.load(tiny_checkpoint)
+    model.info = {**model.info, "framing": {"blazeface-full": {"scale": 1.2, "dx": 0.0, "dy": -0.05}}}
+    pipeline = LivePipeline(make_classifier(model, "torch"), "gray", LiveConfig(margin=0.25))
+    assert pipeline.framings["blazeface-full"] == Framing(1.2 * 1.5, 0.0, -0.05)
+    assert pipeline.framings["haar"] == Framing(1.5, 0.0, 0.0)  # no fit: the box as is, widened

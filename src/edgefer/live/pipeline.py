@@ -1,6 +1,7 @@
-"""The real-time pipeline: decode -> detect (every N frames) -> reuse boxes -> crop (framed as the model's training data) ->
-preprocess (the model's input mode) -> classify (all faces of a frame in one call) -> smooth per
-face -> annotated video / JSON lines / window, and a summary with per-stage latencies.
+"""The real-time pipeline: decode -> detect (every N frames) -> reuse boxes -> crop (framed as the
+model's training data) -> preprocess (the model's input mode) -> classify (all faces of a frame in
+one call) -> smooth per face -> annotated video / JSON lines / window, and a summary with per-stage
+latencies.
 
 Decoding runs in a reader thread (OpenCV releases the GIL while decoding), so on two cores it
 overlaps with detection and classification; the reported FPS is end to end, decode included.
@@ -22,7 +23,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edgefer.data.faces import DEFAULT_DETECTOR, DETECTORS, Box, Framing, crop_face, detect_photo, get_detector
+from edgefer.data.faces import (DEFAULT_DETECTOR, DETECTORS, FRAMING_KEYS, Box, Framing, crop_face, detect_photo,
+                                get_detector)
 from edgefer.data.framing import model_framings
 from edgefer.data.loaders import IMAGE_SUFFIXES
 from edgefer.data.preprocess import prepare_input
@@ -173,7 +175,7 @@ def annotate(image: np.ndarray, faces: list[FaceResult], fps: float | None) -> n
 def _jsonl_record(frame: Frame, faces: list[FaceResult], classes) -> dict:
     record = {"frame": frame.index, "time": round(frame.time_s, 4)}
     if frame.name:
-        record["image"] = str(frame.name)  # the photo's path as given (folder or glob + file name)
+        record["image"] = frame.name  # the photo's path as given (folder or glob + file name)
     record["faces"] = [
         {"track": f.track, "box": [int(v) for v in f.box], "label": f.label, "confidence": round(f.confidence, 4),
          "probabilities": {c: round(float(p), 4) for c, p in zip(classes, f.probs)},
@@ -200,9 +202,11 @@ class LivePipeline:
         if config.detector not in DETECTORS:
             raise EdgeferError(f"unknown face detector {config.detector!r}; choose one of {', '.join(DETECTORS)}")
         self.detector = get_detector(config.detector, config.detect_scale_factor)
-        # The crop frames a face as the model's training data did (fitted per detector model).
+        # The crop frames a face as the model's training data did (fitted per detector model; the
+        # box as is where the card has no fit), widened by --margin.
+        fitted = model_framings(classifier.model.info)
         self.framings = {name: Framing(f.scale * (1 + 2 * config.margin), f.dx, f.dy)
-                         for name, f in model_framings(classifier.model.info).items()}
+                         for name in FRAMING_KEYS for f in [fitted.get(name, Framing())]}
         self.classifier = classifier
         self.input_mode = input_mode
         self.config = config
@@ -237,7 +241,7 @@ class LivePipeline:
         faces: list[FaceResult] = []
         if tracks:
             # Cropped from the colour frame: only the faces' pixels are converted to grey.
-            crops = np.stack([crop_face(frame.image, t.face, self.framings.get(t.model, Framing()), self.config.align)
+            crops = np.stack([crop_face(frame.image, t.face, self.framings[t.model], self.config.align)
                               for t in tracks])
             inputs = prepare_input(crops, self.input_mode)
             t3 = clock()

@@ -19,7 +19,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgefer.automl.search import Budget, SearchSettings, run_search
+from edgefer.automl.search import run_search
+from edgefer.automl.space import Budget
+from edgefer.automl.study import SearchSettings
 
 
 def result_table(results: list[dict]) -> Table:

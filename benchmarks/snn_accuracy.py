@@ -28,7 +28,7 @@ from edgefer.data.preprocess import prepare_input
 from edgefer.nn.evaluate import model_labels
 from edgefer.nn.recipes import heldout_test_set
 from edgefer.nn.zoo import load_model
-from edgefer.snn.evaluate import build_snn, evaluate_snn
+from edgefer.snn.evaluate import SnnOptions, build_snn, evaluate_snn
 from edgefer.snn.simulate import SimResult, simulate
 
 
@@ -67,7 +67,8 @@ def main() -> None:
         net = build_snn(model, precision="loihi")
         started = time.time()
         for steps in sorted(args.timesteps, reverse=True):
-            result = evaluate_snn(model, test, steps, net=net, with_layers=True, accuracy_curve=steps == t_max)
+            result = evaluate_snn(model, test, SnnOptions(timesteps=steps), net=net, with_layers=True,
+                                  accuracy_curve=steps == t_max)
             result["model"] = name
             if steps == t_max:
                 curves[f"{name}/loihi"] = {"model": name, "input": model.input_mode, "precision": "loihi",

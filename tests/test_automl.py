@@ -16,10 +16,13 @@ import time
 import optuna
 import pytest
 
-from edgefer.automl.search import Budget, SearchSettings, hierarchical_cost, open_storage, open_study, run_search
+from edgefer.automl.search import hierarchical_cost, run_search
+from edgefer.automl.space import Budget
+from edgefer.automl.study import SearchSettings, open_storage, open_study
 from edgefer.automl.report import show_study
 from edgefer.automl.space import suggest
-from edgefer.automl.targets import LoihiSearchTarget, search_target
+from edgefer.automl.study import rejecting_violations, search_target
+from edgefer.errors import EdgeferError
 from edgefer.nn.model import FerModel
 from edgefer.nn.spec import LOIHI_STUDY, ArchSpec
 from edgefer.nn.train import TrainConfig
@@ -32,24 +35,29 @@ TINY = {"budget": Budget(1, 1), "subset": 48, "progress": False, "heartbeat_s": 
 
 def sampled_specs(target, n: int) -> list[ArchSpec]:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    return [suggest(study.ask(), target, Budget(1, 1), 7, TrainConfig())[0] for _ in range(n)]
+    return [suggest(study.ask(), target.search, Budget(1, 1), 7, TrainConfig())[0] for _ in range(n)]
 
 
 def test_loihi_space_has_no_bias_no_maxpool_and_rejects_oversized_nets():
-    loihi = LoihiSearchTarget()
+    loihi = search_target("loihi")
     for spec in sampled_specs(loihi, 40):
         assert not spec.bias and spec.downsample in ("avgpool", "stride2") and spec.activation == "relu"
-    assert loihi.violations(LOIHI_STUDY) == []  # the study's net: 116 cores, one chip
-    rules = {v.rule for v in loihi.violations(ArchSpec(filters=(16, 32), bias=True, downsample="maxpool"))}
-    assert rules == {"no-bias", "no-maxpool"}
+    assert rejecting_violations(loihi, LOIHI_STUDY) == []  # the study's net: 116 cores, one chip
+    assert {v.rule for v in rejecting_violations(loihi, ArchSpec(filters=(16, 32), downsample="maxpool"))} == {"no-maxpool"}
+    assert {v.rule for v in rejecting_violations(loihi, ArchSpec(filters=(4, 8), dense=(16,), bias=True, batchnorm=False, downsample="stride2"))} == {"bias"}
     wide = ArchSpec(filters=(64, 128), downsample="stride2", bias=False, batchnorm=False)
-    assert {v.rule for v in loihi.violations(wide)} & {"cores", "loihi-mapping"}
+    assert {v.rule for v in rejecting_violations(loihi, wide)} & {"multi-chip", "loihi-mapping"}
 
 
 def test_edge_targets_search_every_downsampling_and_coral_rejects_fallback():
     coral = search_target("coral")
     assert set(s.downsample for s in sampled_specs(coral, 40)) == {"maxpool", "avgpool", "stride2"}
-    assert coral.rejected_warnings and search_target("rpi4").rejected_warnings == ()
+    assert coral.search.rejected_warnings and search_target("rpi4").search.rejected_warnings == ()
+
+
+def test_host_search_is_refused_with_the_reason():
+    with pytest.raises(EdgeferError, match="host cannot be searched: its power is not measured here"):
+        SearchSettings("ckplus", "host", trials=1, progress=False)
 
 
 def test_hierarchical_cost_puts_accuracy_first():
@@ -60,11 +68,10 @@ def test_hierarchical_cost_puts_accuracy_first():
 
 
 def test_infeasible_spec_is_pruned_before_training(tmp_path, monkeypatch):
-    import edgefer.automl.targets as targets
     import edgefer.nn.train as trainer
+    from edgefer.targets.devices.loihi import LoihiTarget
 
-    monkeypatch.setattr(targets, "LOIHI_COST_IMAGES", 8)  # the simulated Loihi cost, kept small
-    monkeypatch.setattr(targets, "LOIHI_TIMESTEPS", 10)
+    monkeypatch.setattr(LoihiTarget, "search_cost_images", 8)  # the simulated Loihi cost, kept small
     trained = []
     real_train = trainer.train
     monkeypatch.setattr(trainer, "train", lambda spec, *a, **k: trained.append(spec) or real_train(spec, *a, **k))
@@ -80,7 +87,7 @@ def test_infeasible_spec_is_pruned_before_training(tmp_path, monkeypatch):
     assert first.state == optuna.trial.TrialState.PRUNED and "infeasible" in first.user_attrs
     assert "val_curve" not in first.user_attrs and ArchSpec.from_dict(first.user_attrs["arch"]) not in trained
     assert summary["finished_trials"] == 1 and summary["trial_states"]["infeasible"] >= 1
-    assert len(trained) == 1 and LoihiSearchTarget().violations(trained[0]) == []
+    assert len(trained) == 1 and rejecting_violations(search_target("loihi"), trained[0]) == []
 
 
 @pytest.mark.parametrize("objective", ["hierarchical", "pareto"])
@@ -201,10 +208,11 @@ def test_two_workers_share_one_postgres_study(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--target", "tpu9000", "--trials", "1"], "unknown search target 'tpu9000'"),
+    (["--target", "tpu9000", "--trials", "1"], "unknown target 'tpu9000'"),
     (["--target", "coral", "--objective", "fastest"], "unknown objective 'fastest'"),
     (["--target", "coral", "--trials", "0"], "--trials must be at least 1"),
-    (["show", "--target", "nope"], "unknown search target 'nope'"),
+    (["show", "--target", "nope"], "unknown target 'nope'"),
+    (["--target", "host", "--trials", "1"], "host cannot be searched"),
 ])
 def test_cli_bad_input_is_one_error_line_and_exit_2(args, message, monkeypatch, capsys):
     from edgefer.cli import main

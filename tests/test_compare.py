@@ -11,46 +11,56 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgefer.bench.compare import CompareConfig, headline, run_compare
+from edgefer.bench.compare import CompareConfig, comparison_stages, headline, run_compare
 from edgefer.pareto import pareto_front
 from edgefer.errors import EdgeferError
-from edgefer.nn.recipes import SplitPlan
-from edgefer.nn.spec import ArchSpec
+from compare_fixtures import stable_rows, tiny_model, tiny_model_set
 
 ROW_KEYS = {"target", "input", "accuracy", "latency_s", "fps", "power_w", "energy_j", "source"}
-
-
-def _tiny(path, dataset="ckplus", input_mode="gray", **spec):
-    """An untrained tiny model whose card names CK+48's study split: the rows need a model, not a good one."""
-    from edgefer.nn.model import FerModel
-
-    arch = ArchSpec(**{"filters": (4, 8), "convs_per_block": 1, "dense": (16,), "num_classes": 7, **spec})
-    classes = ("happy", "contempt", "fear", "surprise", "sadness", "anger", "disgust")
-    model = FerModel(arch, arch.build(), classes, input_mode,
-                     {"name": path.stem, "data": {"dataset": dataset}, "split": SplitPlan().to_dict()})
-    return model.save(path)
+BEFORE_REGISTRY = Path(__file__).parent / "data" / "compare_before_registry.json"
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)  # untrained weights: fixed, so every run simulates the same spikes
-    folder = tmp_path_factory.mktemp("compare-models")
-    cnn = _tiny(folder / "cnn.safetensors", downsample="maxpool", batchnorm=True)
-    loihi = dict(downsample="stride2", bias=False, batchnorm=False, stem=3)
-    gray = _tiny(folder / "gray.safetensors", **loihi)
-    edges = _tiny(folder / "edges.safetensors", input_mode="edges", **loihi)
-    return {"cnn": str(cnn), "gray": str(gray), "edges": str(edges)}
+    return tiny_model_set(tmp_path_factory.mktemp("compare-models"))
 
 
 @pytest.fixture(scope="module")
 def compared(tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare-out")
     config = CompareConfig(dataset="ckplus", timesteps=4, models=tiny_models)
-    first = run_compare(config, out, progress=False)
-    second = run_compare(config, out, progress=False)
+    first = run_compare(config, out, progress=False).summary
+    second = run_compare(config, out, progress=False).summary
     return out, first, second
+
+
+def _report_lines(markdown: str) -> tuple[list[str], list[str]]:
+    table = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith(("| host", "| target"))]
+    head = markdown.split("## Headline")[1].split("## Plots")[0]
+    return table, [line for line in head.strip().splitlines() if line.startswith("- ") and "Real time" not in line]
+
+
+def _assert_same_as_before(dataset: str, out: Path) -> None:
+    """Every row, table line and headline sentence of the pre-registry code (kept from its run on the same
+    tiny models) is still there with the same values; targets added since may add rows."""
+    before = json.loads(BEFORE_REGISTRY.read_text())
+    rows = {(r["target"], r["input"]): r for r in stable_rows(json.loads((out / "results.json").read_text()))}
+    for old in before["results"][dataset]:
+        new = rows[(old["target"], old["input"])]
+        assert {k: new.get(k) for k in old} == old, (old["target"], old["input"])
+    table, head = _report_lines((out / "report.md").read_text())
+    assert set(before["report_rows"][dataset]) <= set(table)
+    assert before["headline"][dataset] == head
+
+
+def test_compare_output_is_the_same_as_before_the_registry(compared):
+    _assert_same_as_before("ckplus", compared[0])
+
+
+def test_fer2013_compare_output_is_the_same_as_before_the_registry(tmp_path, data_dir):
+    models = tiny_model_set(tmp_path, "fer2013")
+    run_compare(CompareConfig(dataset="fer2013", timesteps=4, models=models), tmp_path / "out", progress=False)
+    _assert_same_as_before("fer2013", tmp_path / "out")
 
 
 def test_results_json_has_one_row_per_target_and_input(compared):
@@ -58,8 +68,8 @@ def test_results_json_has_one_row_per_target_and_input(compared):
     rows = json.loads((out / "results.json").read_text())
     assert isinstance(rows, list)
     keys = [(r["target"], r["input"]) for r in rows]
-    assert keys == [("host", "gray"), ("rpi4", "gray"), ("ncs2", "gray"), ("jetson-nano", "gray"), ("coral", "gray"),
-                    ("loihi", "gray"), ("loihi", "edges")]
+    assert keys == [(s.target, "edges" if s.role == "edges" else "gray") for s in comparison_stages(["host"])]
+    assert keys[:1] == [("host", "gray")] and keys[-2:] == [("loihi", "gray"), ("loihi", "edges")]
     for row in rows:
         assert ROW_KEYS <= set(row)
         assert row["status"] == "ok"
@@ -82,7 +92,7 @@ def test_results_json_has_one_row_per_target_and_input(compared):
 def test_report_files_are_written_and_self_contained(compared):
     out, first, _ = compared
     with open(out / "results.csv") as handle:
-        assert len(list(csv.DictReader(handle))) == 7
+        assert len(list(csv.DictReader(handle))) == len(comparison_stages(["host"]))
     html = (out / "report.html").read_text()
     assert "<table>" in html and html.count("data:image/png;base64,") == 5
     assert not re.search(r'src="(?!data:)', html)  # nothing to fetch: one file carries the report
@@ -97,14 +107,15 @@ def test_report_files_are_written_and_self_contained(compared):
 def test_rerun_reuses_every_finished_stage(compared):
     out, first, second = compared
     assert first["cached_stages"] == []
-    assert second["cached_stages"] == ["host", "rpi4", "ncs2", "jetson-nano", "coral", "loihi-gray", "loihi-edges"]
+    assert second["cached_stages"] == [s.name for s in comparison_stages(["host"])]
+    assert second["cached_stages"][-2:] == ["loihi-gray", "loihi-edges"]
     assert (out / "results.json").read_text()  # rewritten from the cached rows
 
 
 def test_changed_inputs_recompute_only_their_stages(compared, tiny_models):
     out, _, _ = compared
-    summary = run_compare(CompareConfig(dataset="ckplus", timesteps=3, models=tiny_models), out, progress=False)
-    assert summary["cached_stages"] == ["host", "rpi4", "ncs2", "jetson-nano", "coral"]
+    summary = run_compare(CompareConfig(dataset="ckplus", timesteps=3, models=tiny_models), out, progress=False).summary
+    assert summary["cached_stages"] == [s.name for s in comparison_stages(["host"]) if s.target != "loihi"]
     rows = json.loads((out / "results.json").read_text())
     assert all(r["artifact"] == "SNN T=3 loihi" for r in rows if r["target"] == "loihi")
 
@@ -152,7 +163,7 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_compare_rejects_bad_input(tiny_models, tmp_path):
     with pytest.raises(EdgeferError, match="unknown dataset 'mnist'"):
         run_compare(CompareConfig(dataset="mnist"), tmp_path / "o", progress=False)
-    fer_model = _tiny(tmp_path / "fer.safetensors", dataset="fer2013", downsample="maxpool")
+    fer_model = tiny_model(tmp_path / "fer.safetensors", dataset="fer2013", downsample="maxpool")
     with pytest.raises(EdgeferError, match="trained on fer2013, not ckplus"):
         run_compare(CompareConfig(dataset="ckplus", models={**tiny_models, "cnn": str(fer_model)}), tmp_path / "o",
                     progress=False)
@@ -182,19 +193,24 @@ def test_report_renders_in_headless_chromium(compared):
     assert (out / "report.png").stat().st_size > 10_000
 
 
-def test_code_digest_follows_the_subpackage_files(tmp_path, monkeypatch):
+def test_code_digest_follows_the_target_files(tmp_path, monkeypatch):
     from edgefer.bench import compare
+    from edgefer.targets import get_target
 
     fake_root = tmp_path / "edgefer"
     (fake_root / "bench").mkdir(parents=True)
-    (fake_root / "targets" / "data").mkdir(parents=True)
-    (fake_root / "targets" / "coral.py").write_text("A = 1\n")
-    (fake_root / "targets" / "data" / "devices.json").write_text("{}\n")
+    (fake_root / "targets" / "devices").mkdir(parents=True)
+    (fake_root / "snn").mkdir(parents=True)
+    (fake_root / "targets" / "devices" / "coral.py").write_text("A = 1\n")
+    (fake_root / "targets" / "devices" / "coral.json").write_text("{}\n")
     monkeypatch.setattr(compare, "__file__", str(fake_root / "bench" / "compare.py"))
-    before = compare.code_digest("targets")
-    assert compare.code_digest("targets") == before
-    (fake_root / "targets" / "data" / "devices.json").write_text('{"coral": 2}\n')  # a changed cost constant
-    assert compare.code_digest("targets") != before
+    coral, loihi = get_target("coral"), get_target("loihi")
+    before = compare.code_digest(coral), compare.code_digest(loihi)
+    assert (compare.code_digest(coral), compare.code_digest(loihi)) == before
+    (fake_root / "snn" / "simulate.py").write_text("B = 2\n")  # the simulator: spiking rows only
+    assert compare.code_digest(coral) == before[0] and compare.code_digest(loihi) != before[1]
+    (fake_root / "targets" / "devices" / "coral.json").write_text('{"coral": 2}\n')  # a changed cost constant
+    assert compare.code_digest(coral) != before[0]
 
 
 def test_search_mode_takes_each_targets_best_checkpoint(tiny_models, tmp_path, monkeypatch):
@@ -203,7 +219,11 @@ def test_search_mode_takes_each_targets_best_checkpoint(tiny_models, tmp_path, m
     monkeypatch.chdir(tmp_path)
     with pytest.raises(EdgeferError, match="edgefer search --target coral --dataset ckplus --objective hierarchical"):
         searched_models("ckplus")
-    for target, source in [("rpi4", "cnn"), ("ncs2", "cnn"), ("jetson-nano", "cnn"), ("coral", "cnn"), ("loihi", "gray")]:
+    from edgefer.targets import target_classes
+
+    searched = [(c.name, "gray" if c.role == "neuromorphic" else "cnn") for c in target_classes(searchable=True)
+                if c.role != "host"]
+    for target, source in searched:
         folder = tmp_path / "runs" / "search" / f"ckplus-{target}-hierarchical"
         folder.mkdir(parents=True)
         shutil.copy(tiny_models[source], folder / "best.safetensors")

@@ -20,7 +20,8 @@ from torch import nn
 from edgefer.errors import EdgeferError
 from edgefer.nn.model import FerModel
 from edgefer.nn.spec import LOIHI_STUDY, ArchSpec
-from edgefer.snn.convert import SpikingLayer, SpikingNet, convert, loihi_constants, quantise_loihi
+from edgefer.snn.chip import default_chip
+from edgefer.snn.convert import SpikingLayer, SpikingNet, convert, quantise_loihi
 from edgefer.snn.loihi import barrier_time, cost, partition
 from edgefer.snn.simulate import encode, simulate, simulate_reference
 
@@ -329,7 +330,7 @@ def test_loihi_quantisation_stays_within_loihi_formats():
     x = images(8)
     float_net = convert(model, x)
     net = quantise_loihi(float_net)
-    low, high = loihi_constants()["limits"]["weight_exponent_range"]["value"]
+    low, high = default_chip().data["limits"]["weight_exponent_range"]["value"]
     for fl, q in zip(float_net.layers, net.layers):
         assert torch.equal(q.weight, q.weight.round())
         assert q.weight.min() >= -128 and q.weight.max() <= 127 and q.weight.abs().max() == 127
@@ -365,8 +366,8 @@ def test_study_net_partitions_into_one_chip_within_core_limits():
     x = torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(0))
     net = convert(model, x)
     cores = partition(net)
-    limits = loihi_constants()["limits"]
-    synapse_bytes = loihi_constants()["layout"]["synapse_bits"]["value"] / 8
+    limits = default_chip().data["limits"]
+    synapse_bytes = default_chip().data["layout"]["synapse_bits"]["value"] / 8
     for core in cores:
         assert core.neurons <= limits["neurons_per_core"]["value"]
         assert core.input_axons <= limits["input_axons_per_core"]["value"]
@@ -397,7 +398,7 @@ def test_cost_model_adds_up_from_the_table_2_constants():
     net = quantise_loihi(convert(model, x))
     sim = simulate(net, net.rates(x), 20)
     c, rows = cost(net, sim, static_power_w=0.0)
-    e = {k: v["value"] for k, v in loihi_constants()["energy_j"].items()}
+    e = {k: v["value"] for k, v in default_chip().data["energy_j"].items()}
     synops = sum(float(s.synops.mean()) for s in sim.layers)
     active = sum(float(s.active_updates.double().mean()) for s in sim.layers)
     updates = sum(s.neuron_updates for s in sim.layers)
@@ -427,7 +428,7 @@ def test_silent_input_costs_only_neuron_updates_and_static_power():
 
 
 def test_constants_file_cites_davies_2018_table_2():
-    constants = loihi_constants()
+    constants = default_chip().data
     assert "Davies" in constants["_about"] and "Table 2" in constants["_about"]
     assert constants["energy_j"]["synop"]["value"] == 23.6e-12
     assert constants["time_s"]["neuron_update_active"]["value"] == 8.4e-9
@@ -530,14 +531,14 @@ def test_history_gives_the_result_of_every_shorter_run():
 
 
 def test_evaluate_snn_reports_the_contract_and_a_consistent_accuracy_curve(ck_small):
-    from edgefer.snn.evaluate import evaluate_snn
+    from edgefer.snn.evaluate import SnnOptions, evaluate_snn
 
     spec = ArchSpec(filters=(4, 6), convs_per_block=1, downsample="stride2", batchnorm=False, bias=False, dense=(8,),
                     stem=2, input_size=48)
     model = tiny_model(spec)
     model.classes = tuple(ck_small.classes)
     few = ck_small.subset(np.arange(0, len(ck_small), 7))
-    result = evaluate_snn(model, few, 8, batch_size=4, accuracy_curve=True)
+    result = evaluate_snn(model, few, SnnOptions(timesteps=8, batch_size=4), accuracy_curve=True)
     assert len(result["accuracy_by_timestep"]) == 8
     assert result["accuracy_by_timestep"][-1] == result["accuracy"]
     assert result["n"] == len(few) and result["source"] == "modeled" and result["accuracy_source"] == "simulated"

@@ -37,7 +37,7 @@ def test_targets_lists_measured_and_modeled():
     result = runner.invoke(app, ["targets", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["target"]: r for r in json.loads(result.output)}
-    assert set(rows) == {"host", "gpu", "rpi4", "ncs2", "jetson-nano", "coral"}
+    assert {"host", "gpu", "rpi4", "ncs2", "jetson-nano", "coral", "loihi"} <= set(rows)
     assert rows["coral"]["latency"] == "modeled" and rows["host"]["latency"] == "measured"
     assert rows["coral"]["validation"]["status"] == "validated"
 
@@ -78,7 +78,7 @@ def test_bench_rows_on_a_shipped_model(data_dir):
     report = json.loads(result.output)
     (row,) = report["rows"]
     assert row["target"] == "rpi4" and row["source"] == "modeled" and row["status"] == "ok"
-    assert row["format"] == "tflite" and row["precision"] == "fp32"
+    assert row["artifact"] == "tflite fp32" and row["accuracy_source"] == "measured"
     # the same FP32 network in another runtime: at most one image may flip
     assert 0 <= row["accuracy"] <= 1 and abs(row["accuracy"] - report["torch_accuracy"]) <= 1 / report["n_test"] + 1e-12
     assert row["energy_j"] == pytest.approx(row["power_w"] * row["latency_s"])

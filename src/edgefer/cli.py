@@ -61,7 +61,7 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ):
     """Accuracy of a model on a dataset (``--json``: accuracy, n, per-class, confusion)."""
-    from edgefer.data.loaders import NAMED_DATASETS, load_dataset
+    from edgefer.data.loaders import default_split, load_dataset
     from edgefer.nn.evaluate import CLASS_MODES, evaluate
     from edgefer.nn.recipes import heldout_test_set
     from edgefer.nn.zoo import load_model
@@ -75,8 +75,8 @@ def eval_cmd(
             raise EdgeferError(f"--heldout needs --data {dataset or '<the dataset the model was trained on>'}")
         dataset_ = heldout_test_set(fer, data_root)
     else:
-        if split is None and (data in NAMED_DATASETS or Path(data).suffix.lower() == ".csv" or Path(data).is_dir()):
-            split = "test" if data != "ckplus" else None
+        if split is None:
+            split = default_split(data)
         from edgefer.data.framing import model_framings
 
         dataset_ = load_dataset(data, split, data_root, model_framings(fer.info))  # photos cropped as the model expects
@@ -172,12 +172,12 @@ def cv(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """k-fold cross-validation, resumable per fold."""
-    from edgefer.data.loaders import load_dataset
+    from edgefer.data.loaders import default_split, load_dataset
     from edgefer.nn.crossval import cross_validate
     from edgefer.nn.recipes import RECIPES
     from edgefer.nn.spec import resolve_arch
 
-    dataset = load_dataset(data, "train" if data == "fer2013" else None, data_root)
+    dataset = load_dataset(data, default_split(data, "training"), data_root)
     cfg = replace(RECIPES["ckplus-cnn"].config, epochs=epochs, device=device)
     summary = cross_validate(dataset, resolve_arch(arch), cfg, protocol, out / protocol, folds, seed, input_mode,
                              progress=not as_json)

@@ -14,22 +14,20 @@ from edgefer.console import make_console
 search_app = typer.Typer(help="Hardware-aware architecture search (Optuna) for one edge target.",
                          invoke_without_command=True, add_completion=False)
 
-TargetOpt = typer.Option(None, "--target", help="rpi4 | ncs2 | jetson-nano | coral | loihi | host.")
-DatasetOpt = typer.Option("ckplus", "--dataset", help="ckplus | fer2013.")
+TargetOpt = typer.Option(None, "--target", help="A searchable target (`edgefer targets` lists them).")
+DatasetOpt = typer.Option("ckplus", "--dataset", help="A named dataset (ckplus, fer2013).")
 ObjectiveOpt = typer.Option("hierarchical", "--objective", help="hierarchical (accuracy, then power-delay product) | pareto (accuracy, latency, energy).")
 StorageOpt = typer.Option(None, "--storage", help="Optuna RDB URL, e.g. postgresql://user@host/db (default: SQLite in --out).")
 OutOpt = typer.Option(None, "--out", help="Folder for the study's files (default runs/search/<dataset>-<target>-<objective>).")
 
 
 def _settings(target: Optional[str], **options):
-    from edgefer.automl.search import SearchSettings
-    from edgefer.automl.targets import SEARCH_TARGETS
+    from edgefer.automl.study import SearchSettings
     from edgefer.errors import EdgeferError
+    from edgefer.targets import target_names
 
     if target is None:
-        raise EdgeferError(f"choose a target with --target ({', '.join(SEARCH_TARGETS)})")
-    if target not in SEARCH_TARGETS:
-        raise EdgeferError(f"unknown search target {target!r}; choose one of {', '.join(SEARCH_TARGETS)}")
+        raise EdgeferError(f"choose a target with --target ({', '.join(target_names(searchable=True))})")
     return SearchSettings(target=target, **options)
 
 
@@ -74,7 +72,8 @@ def search_command(
     """Run (or resume) a search: best ArchSpec and checkpoint, trial table, Pareto plot in --out."""
     if ctx.invoked_subcommand is not None:
         return
-    from edgefer.automl.search import Budget, run_search
+    from edgefer.automl.search import run_search
+    from edgefer.automl.space import Budget
 
     settings = _settings(target, dataset=dataset, trials=trials, objective=objective, storage=storage, out=out,
                          timeout_s=timeout, threads=threads, budget=Budget(min_epochs, max_epochs), tolerance=tolerance,

@@ -143,7 +143,7 @@ def safe_url(url: str) -> str:
 
 def write_outputs(settings, study, data, target) -> dict:
     """trials.csv, pareto.png, best.safetensors + best.json (model card), summary.json."""
-    from edgefer.automl.search import finished_count, model_card_base
+    from edgefer.automl.study import finished_count, model_card_base
     from edgefer.nn.evaluate import evaluate
 
     out = settings.out
@@ -200,7 +200,7 @@ def _brief(row: dict) -> dict:
 
 def show_study(settings) -> dict:
     """The stored study's best trial and Pareto set (nothing is trained or written)."""
-    from edgefer.automl.search import finished_count, open_study
+    from edgefer.automl.study import finished_count, open_study
 
     if settings.storage is None and not (settings.out / "study.db").is_file():
         raise EdgeferError("no study here (run edgefer search first, or pass --storage / --out)", settings.out)

@@ -35,15 +35,15 @@ class Budget:
     max_epochs: int = 20
 
 
-def suggest(trial, target, budget: Budget, num_classes: int, base: TrainConfig) -> tuple[ArchSpec, TrainConfig]:
-    """One spec + training config. ``target`` provides ``downsampling`` and ``bias_allowed``;
+def suggest(trial, hints, budget: Budget, num_classes: int, base: TrainConfig) -> tuple[ArchSpec, TrainConfig]:
+    """One spec + training config. ``hints`` (the target's ``SearchHints``) give ``downsampling`` and ``bias_allowed``;
     ``base`` holds the fixed training settings (augmentation, seed, device)."""
     blocks = trial.suggest_int("blocks", *BLOCKS)
     convs = trial.suggest_int("convs_per_block", *CONVS_PER_BLOCK)
     width = trial.suggest_categorical("base_filters", BASE_FILTERS)
     growth = trial.suggest_categorical("width_growth", WIDTH_GROWTH)
     kernel = trial.suggest_categorical("kernel_size", KERNELS)
-    downsample = trial.suggest_categorical("downsample", target.downsampling)
+    downsample = trial.suggest_categorical("downsample", hints.downsampling)
     batchnorm = trial.suggest_categorical("batchnorm", (True, False))
     head = trial.suggest_categorical("head", HEADS)
     dense_layers = trial.suggest_int("dense_layers", *DENSE_LAYERS)
@@ -56,7 +56,7 @@ def suggest(trial, target, budget: Budget, num_classes: int, base: TrainConfig) 
         downsample=downsample,
         batchnorm=batchnorm,
         # A bias before batch-norm is cancelled by its mean; without batch-norm it is kept where allowed.
-        bias=target.bias_allowed and not batchnorm,
+        bias=hints.bias_allowed and not batchnorm,
         dense=(units,) * dense_layers,
         dropout=dropout,
         head=head,

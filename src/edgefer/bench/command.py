@@ -1,13 +1,16 @@
-"""``edgefer compare`` and ``edgefer demo`` (the README's main job): thin typer wrappers."""
+"""``edgefer compare``, ``edgefer bench`` and ``edgefer demo`` (the README's main job): thin typer wrappers."""
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from edgefer.snn import STUDY_TIMESTEPS
 
 from edgefer.console import make_console
 
@@ -15,12 +18,12 @@ DEMO_VIDEO = Path("video") / "WolfgangLanger_Pexels.mp4"  # in the data folder (
 DEMO_LIVE_MODEL = "fer2013-cnn"  # trained in the wild: the right model for a real video
 
 
-def _print_table(summary: dict, console) -> None:
+def _print_table(comparison, console) -> None:
     from rich.table import Table
 
-    from edgefer.bench.report import TABLE_HEADER, explain_headline, table_rows
+    from edgefer.bench.report import TABLE_HEADER, as_dicts, explain_headline, table_rows
 
-    rows = json.loads(Path(summary["files"]["results_json"]).read_text())
+    rows, summary = as_dicts(comparison.rows), comparison.summary
     table = Table(*TABLE_HEADER[:-1], title=f"edgefer compare {summary['dataset']}")
     for cells in table_rows(rows):
         table.add_row(*cells[:-1])
@@ -35,7 +38,7 @@ def compare_command(
     use_shipped: bool = typer.Option(True, "--use-shipped/--search",
                                      help="Shipped models (default), or each target's AutoML result (edgefer search)."),
     objective: str = typer.Option("hierarchical", "--objective", help="Which searches --search reads: hierarchical | pareto."),
-    timesteps: int = typer.Option(50, "--timesteps", "-T", help="SNN timesteps per image (Loihi rows)."),
+    timesteps: int = typer.Option(STUDY_TIMESTEPS, "--timesteps", "-T", help="SNN timesteps per image (Loihi rows)."),
     runs: int = typer.Option(200, "--runs", min=200, help="Timed runs of measured targets (>= 200)."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads of the host target (pinned)."),
     fresh: bool = typer.Option(False, "--fresh", help="Recompute every stage (ignore OUT/cache)."),
@@ -47,13 +50,53 @@ def compare_command(
 
     config = CompareConfig(dataset=dataset, timesteps=timesteps, runs=runs, threads=threads, data_root=data_root,
                            fresh=fresh, models={} if use_shipped else searched_models(dataset, objective))
-    summary = run_compare(config, out, progress=not as_json)
+    comparison = run_compare(config, out, progress=not as_json)
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.write(json.dumps(comparison.summary, indent=2) + "\n")
         return
     console = make_console()
-    _print_table(summary, console)
-    console.print(f"report: {summary['files']['report_html']} (also report.md, results.json, results.csv)")
+    _print_table(comparison, console)
+    console.print(f"report: {comparison.summary['files']['report_html']} (also report.md, results.json, results.csv)")
+
+
+def bench_command(model: str = typer.Option(..., "--model", help="Shipped model name or checkpoint path."),
+                  target: str = typer.Option("all", "--target", help="Target name or all."),
+                  json_out: bool = typer.Option(False, "--json", help="Print JSON rows."),
+                  out: Path = typer.Option(None, "--out", help="Keep the artifacts here (default: a temporary folder)."),
+                  runs: int = typer.Option(200, "--runs", min=200, help="Timed runs for measured targets (>= 200)."),
+                  threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for the host target (pinned).")):
+    """Accuracy of each target's real artifact on the model's held-out test set, plus latency, fps,
+    power and energy, each labelled measured or modeled."""
+    from edgefer.bench.rows import bench_model
+
+    with tempfile.TemporaryDirectory(prefix="edgefer-bench-") as tmp:
+        result = bench_model(model, target, out or tmp, runs=runs, threads=threads)
+    keys = ("target", "artifact", "accuracy", "accuracy_source", "reference_accuracy", "accuracy_drop_points",
+            "latency_s", "fps", "power_w", "energy_j", "pdp_j", "source", "status", "why", "citations", "notes")
+    rows = [{k: r.get(k) for k in keys} for r in result["rows"]]
+    if json_out:
+        sys.stdout.write(json.dumps({**{k: v for k, v in result.items() if k != "rows"}, "rows": rows}, indent=2) + "\n")
+        return
+    make_console().print(format_table(result))
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(result: dict):
+    from rich.table import Table
+
+    table = Table("target", "artifact", "accuracy", "drop (pts)", "latency ms", "fps", "power W", "energy mJ", "source",
+                  title=f"{result['model']}: held-out n={result['n_test']}, torch accuracy {result['torch_accuracy']:.4f}")
+    for r in result["rows"]:
+        if not r.ok:
+            table.add_row(r.target, "skipped", r.why or "", "", "", "", "", "", "")
+            continue
+        table.add_row(r.target, r.artifact, _fmt(r.accuracy, ".4f"), _fmt(r.accuracy_drop_points, "+.2f"),
+                      _fmt(r.latency_s * 1e3, ".3f"), _fmt(r.fps, ".0f"), _fmt(r.power_w, ".2f"),
+                      _fmt(None if r.energy_j is None else r.energy_j * 1e3, ".3f"), r.source)
+    return table
 
 
 def demo_video(data_root: Path | None) -> Path:
@@ -79,8 +122,9 @@ def demo_command(
 
     console = make_console()
     source = video or demo_video(data_root)
-    summary = run_compare(CompareConfig(dataset="ckplus", data_root=data_root), out / "ckplus")
-    _print_table(summary, console)
+    comparison = run_compare(CompareConfig(dataset="ckplus", data_root=data_root), out / "ckplus")
+    _print_table(comparison, console)
+    summary = comparison.summary
     live_out, live_jsonl = out / "live.mp4", out / "live.jsonl"
     live = run_live(str(source), LiveConfig(model=DEMO_LIVE_MODEL, out=live_out, jsonl=live_jsonl, show=False))
     (out / "live_summary.json").write_text(json.dumps(live, indent=2) + "\n")
@@ -91,4 +135,5 @@ def demo_command(
 
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_command)
+    app.command("bench")(bench_command)
     app.command("demo")(demo_command)

@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from edgefer.bench.rows import REALTIME_FPS
 from edgefer.pareto import pareto_front
 
 CSV_COLUMNS = ("target", "input", "model", "params", "macs", "artifact", "runtime", "accuracy", "accuracy_source", "n",
@@ -23,8 +24,27 @@ PLOTS = {
 }
 
 
+def _roles() -> dict[str, type]:
+    from edgefer.targets import target_classes
+
+    return {cls.name: cls for cls in target_classes()}
+
+
 def row_label(row: dict) -> str:
-    return f"loihi ({row['input']})" if row["target"] == "loihi" else row["target"]
+    """A target's name, with the input where the target runs several model roles (Loihi: gray, edges)."""
+    cls = _roles().get(row["target"])
+    return f"{row['target']} ({row['input']})" if cls is not None and len(cls.compare_roles) > 1 else row["target"]
+
+
+def _color(row: dict) -> str:
+    cls = _roles().get(row["target"])
+    if cls is not None and cls.role == "neuromorphic":
+        return "#d9822b"
+    return "#4a7ab7" if row["source"] == "modeled" else "#3c9d5d"
+
+
+def as_dicts(rows) -> list[dict]:
+    return [r.to_dict() if hasattr(r, "to_dict") else r for r in rows]
 
 
 def _ok(rows: list[dict]) -> list[dict]:
@@ -44,13 +64,13 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     ok = _ok(rows)
     labels = [row_label(r) for r in ok]
-    colors = ["#d9822b" if r["target"] == "loihi" else "#4a7ab7" if r["source"] == "modeled" else "#3c9d5d" for r in ok]
+    colors = [_color(r) for r in ok]
     written = {}
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter
 
     key = [Patch(color="#3c9d5d", label="measured here"), Patch(color="#4a7ab7", label="modeled edge device"),
-           Patch(color="#d9822b", label="Loihi (simulated SNN, modeled cost)")]
+           Patch(color="#d9822b", label="neuromorphic chip (simulated SNN, modeled cost)")]
     plain = FuncFormatter(lambda value, _: f"{value:g}")
 
     def save(fig, name):
@@ -83,7 +103,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     left.set_yscale("log")
     left.set_ylabel("latency per image (ms, log)")
     right.bar(labels, [r["fps"] for r in ok], color=colors)
-    right.axhline(28, color="red", linestyle="--", linewidth=1, label="28 FPS real time")
+    right.axhline(REALTIME_FPS, color="red", linestyle="--", linewidth=1, label=f"{REALTIME_FPS:.0f} FPS real time")
     right.set_yscale("log")
     right.set_ylabel("frames per second (log)")
     right.legend(handles=[*key, *right.get_legend_handles_labels()[0]], fontsize=7)
@@ -119,7 +139,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
     ax.legend(fontsize=8)
     save(fig, "accuracy_energy")
 
-    loihi = {r["input"]: r for r in ok if r["target"] == "loihi" and r.get("layers")}
+    loihi = {row_label(r): r for r in ok if r.get("layers")}
     if loihi:
         import numpy as np
 
@@ -145,20 +165,17 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
 
 
 def _references(rows: list[dict]) -> dict[str, str]:
-    from edgefer.snn.convert import loihi_constants
     from edgefer.targets.costmodel import citations
 
     known = {key: f"{entry['title']}" + (f" <{entry['url']}>" if entry.get("url") else "")
              for key, entry in citations().items()}
-    constants = loihi_constants()
-    known["davies2018-table2"] = constants["_about"]
-    known["blouw2019-static-power"] = constants["static_power_w"]["source"]
     used = sorted({key for r in rows for key in r.get("citations") or []})
     return {key: known.get(key, "(no entry)") for key in used}
 
 
 def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
     """Sentences that set our Loihi vs Coral ratios beside the study's, and say why they differ."""
+    rows = as_dicts(rows)
     head = summary["headline"]
     study = head["study"]
     lines = [f"Study ({study['source']}): Loihi uses about {study['loihi_vs_coral_power']:.0f}x less power and "
@@ -198,7 +215,7 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
                      f"{100 * edges['energy_change']:+.1f} % (input sparsity {edges['input_sparsity']['gray']:.2f} gray, "
                      f"{edges['input_sparsity']['edges']:.2f} edges). The study found edges raise accuracy and cut "
                      "power and energy.")
-    lines.append("Real time (> 28 FPS): " + ("every target meets it." if head["all_realtime"] else
+    lines.append(f"Real time (> {REALTIME_FPS:.0f} FPS): " + ("every target meets it." if head["all_realtime"] else
                                               "not met by " + ", ".join(head["not_realtime"]) + "."))
     return lines
 
@@ -276,7 +293,8 @@ simulated spiking network).</p>
 """
 
 
-def write_report(rows: list[dict], summary: dict, out: Path) -> dict[str, str]:
+def write_report(rows, summary: dict, out: Path) -> dict[str, str]:
+    rows = as_dicts(rows)
     out.mkdir(parents=True, exist_ok=True)
     plots = _plots(rows, out / "plots")
     files = {"results_json": out / "results.json", "results_csv": out / "results.csv", "summary": out / "summary.json",

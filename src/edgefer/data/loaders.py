@@ -22,26 +22,13 @@ import numpy as np
 from edgefer.data.dataset import IMAGE_SIZE, FaceDataset
 from edgefer.data.faces import Framing, face_from_photo
 from edgefer.data.labels import CANONICAL, FER2013_CLASSES, canonical_classes, canonical_label
+from edgefer.data.datasets import get_dataset, is_named
 from edgefer.data.preprocess import to_gray
 from edgefer.errors import EdgeferError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test", "private-test")
 _CSV_USAGE = {"train": "Training", "test": "PublicTest", "private-test": "PrivateTest"}
-
-# Named datasets: file names relative to the data root, per split (None: one file, no official split).
-NAMED_DATASETS = {
-    "ckplus": {None: "ck_plus_48.npz"},
-    "fer2013": {"train": "fer2013/train.npz", "test": "fer2013/public_test.npz"},
-}
-_HOW_TO_GET = {
-    "ckplus": "CK+48 (48x48 face crops of the Extended Cohn-Kanade dataset) as ck_plus_48.npz or "
-    "as image folders CK+48/<class>/*.png; pass it with --data",
-    "fer2013": "FER2013 from the Kaggle 'challenges-in-representation-learning-facial-expression-"
-    "recognition-challenge' page (fer2013.csv) or its train/test image-folder re-packaging; "
-    "pass it with --data",
-}
-
 
 def default_data_roots() -> list[Path]:
     """Where named datasets are looked for: ``$EDGEFER_DATA`` alone when set, else ../shared/data."""
@@ -54,7 +41,8 @@ def default_data_roots() -> list[Path]:
 
 
 def resolve_named(name: str, split: str | None, data_root: str | Path | None = None) -> Path:
-    files = NAMED_DATASETS[name]
+    spec = get_dataset(name)
+    files = spec.files
     key = split if split in files else None
     if key not in files:
         key = "test" if "test" in files else next(iter(files))
@@ -65,9 +53,20 @@ def resolve_named(name: str, split: str | None, data_root: str | Path | None = N
             return candidate
     looked = ", ".join(str(r / files[key]) for r in roots)
     raise EdgeferError(
-        f"dataset {name!r} not found; looked at {looked}. Get {_HOW_TO_GET[name]}, "
+        f"dataset {name!r} not found; looked at {looked}. Get {spec.how_to_get}, "
         "or set EDGEFER_DATA to the folder holding it."
     )
+
+
+def default_split(data: str | Path, purpose: str = "evaluation") -> str | None:
+    """The split a command reads when the user names none: a named dataset's official test (or train) split;
+    for evaluation, the test usage of a Kaggle csv or train/test folder; else everything (None)."""
+    if is_named(data):
+        spec = get_dataset(str(data))
+        return spec.evaluation_split if purpose == "evaluation" else spec.training_split
+    if purpose == "evaluation" and (Path(data).suffix.lower() == ".csv" or Path(data).is_dir()):
+        return "test"
+    return None
 
 
 def load_dataset(
@@ -82,7 +81,7 @@ def load_dataset(
     """
     if split is not None and split not in SPLITS:
         raise EdgeferError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if str(spec) in NAMED_DATASETS:
+    if is_named(spec):
         path = resolve_named(str(spec), split, data_root)
     else:
         path = Path(spec)

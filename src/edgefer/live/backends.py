@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 # tflite is not offered: litert-torch cannot be installed beside the pinned stack (see README).
 BACKENDS = ("auto", "onnxruntime", "openvino", "torch", "snn")
-SNN_TIMESTEPS = 50  # the study's 50 steps of 1 ms per image
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -134,26 +133,28 @@ class OpenVinoClassifier(Classifier):
 
 
 class SpikingClassifier(Classifier):
-    """The model converted to a rate-coded spiking network (Loihi precision), simulated for
-    ``SNN_TIMESTEPS`` steps per face; probabilities are the softmax of output spike counts."""
+    """The model through the ``loihi`` target: converted to a rate-coded spiking network with Loihi's
+    precision (exported once to a temporary folder) and simulated for the study's timesteps per face;
+    probabilities are the softmax of the readout's scores (output spike counts)."""
 
     name = "snn"
 
     def __init__(self, model: FerModel, threads: int | None = None):
         super().__init__(model)
+        import tempfile
+
         import torch
 
-        from edgefer.snn.evaluate import build_snn
+        from edgefer.targets import get_target
 
         if threads:
             torch.set_num_threads(threads)
-        self.net = build_snn(model)
+        self.target = get_target("loihi")
+        self._folder = tempfile.TemporaryDirectory(prefix="edgefer-live-snn-")
+        self.artifact = self.target.export(model, self._folder.name)
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
-        from edgefer.snn.evaluate import run_snn
-
-        result = run_snn(self.net, inputs, SNN_TIMESTEPS, record=False)
-        return result.counts.float().numpy()
+        return self.target.run(self.artifact, inputs).astype(np.float32)
 
 
 def make_classifier(model: FerModel, backend: str = "auto", threads: int | None = None) -> Classifier:

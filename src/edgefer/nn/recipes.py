@@ -20,7 +20,7 @@ import numpy as np
 from edgefer.data.dataset import FaceDataset
 from edgefer.data.loaders import load_dataset
 from edgefer.data.splits import holdout_split, near_duplicate_groups
-from edgefer.errors import EdgeferError
+from edgefer.errors import EdgeferError, UnrecordedDataError
 from edgefer.nn.evaluate import evaluate
 from edgefer.nn.model import FerModel
 from edgefer.nn.spec import resolve_arch
@@ -229,7 +229,7 @@ def _recorded_plan(model: FerModel) -> tuple[str, SplitPlan]:
     dataset = model.info.get("data", {}).get("dataset")
     plan = model.info.get("split")
     if not dataset or not plan:
-        raise EdgeferError("the model's card does not record its dataset and split; pass the data explicitly")
+        raise UnrecordedDataError("the model's card does not record its dataset and split; pass the data explicitly")
     return dataset, SplitPlan(**plan)
 
 
@@ -247,6 +247,19 @@ def training_set(model: FerModel, data_root=None) -> FaceDataset:
     if plan.protocol == "official":
         return split_dataset(load_dataset(dataset, "train", data_root), plan, load_dataset(dataset, "test", data_root))[0]
     return split_dataset(load_dataset(dataset, None, data_root), plan)[0]
+
+
+def calibration_inputs(model: FerModel, limit: int, input_mode: str | None = None, data_root=None,
+                       train: FaceDataset | None = None) -> tuple[np.ndarray, str]:
+    """The one calibration rule (int8 quantisation, spiking thresholds): ``limit`` evenly spaced images
+    of the model's own training split (never its test set), prepared in its input mode; deterministic
+    and spread over the file order. Returns the inputs and a description for the result."""
+    from edgefer.data.preprocess import prepare_input
+
+    train = training_set(model, data_root) if train is None else train
+    index = np.linspace(0, len(train) - 1, min(limit, len(train))).round().astype(int)
+    description = f"{model.info['data']['dataset']} training split ({len(index)} images)"
+    return prepare_input(train.images[index], input_mode or model.input_mode), description
 
 
 def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto", progress: bool = True,

@@ -10,12 +10,14 @@ from typing import Optional
 import numpy as np
 import typer
 
+from edgefer.snn import STUDY_TIMESTEPS
+
 snn_app = typer.Typer(help="Spiking networks for Loihi: conversion, simulation, modeled cost, NIR export.",
                       no_args_is_help=True, add_completion=False)
 
 
 def _load(model: str, data: str, split: Optional[str], heldout: bool, data_root: Optional[Path]):
-    from edgefer.data.loaders import NAMED_DATASETS, load_dataset
+    from edgefer.data.loaders import default_split, load_dataset
     from edgefer.errors import EdgeferError
     from edgefer.nn.recipes import heldout_test_set
     from edgefer.nn.zoo import load_model
@@ -26,8 +28,8 @@ def _load(model: str, data: str, split: Optional[str], heldout: bool, data_root:
         if dataset != data:
             raise EdgeferError(f"--heldout needs --data {dataset or '<the dataset the model was trained on>'}")
         return fer, heldout_test_set(fer, data_root)
-    if split is None and (data in NAMED_DATASETS or Path(data).suffix.lower() == ".csv" or Path(data).is_dir()):
-        split = "test" if data != "ckplus" else None
+    if split is None:
+        split = default_split(data)
     return fer, load_dataset(data, split, data_root)
 
 
@@ -35,7 +37,7 @@ def _load(model: str, data: str, split: Optional[str], heldout: bool, data_root:
 def eval_cmd(
     model: str = typer.Option(..., "--model", help="Shipped model name or checkpoint path (a ReLU CNN without max-pool)."),
     data: str = typer.Option(..., "--data", help="Named dataset, npz, Kaggle csv or image folder."),
-    timesteps: int = typer.Option(50, "--timesteps", "-T", help="Timesteps per image."),
+    timesteps: int = typer.Option(STUDY_TIMESTEPS, "--timesteps", "-T", help="Timesteps per image."),
     input_mode: Optional[str] = typer.Option(None, "--input", help="gray | edges (default: the model's own)."),
     split: Optional[str] = typer.Option(None, "--split", help="train | test | private-test for data with official splits."),
     heldout: bool = typer.Option(False, "--heldout", help="Only the model's own held-out test images."),
@@ -55,16 +57,16 @@ def eval_cmd(
 ):
     """SNN accuracy (simulated) and Loihi energy, latency, cores (modeled) on a dataset."""
     from edgefer.errors import EdgeferError
-    from edgefer.snn.evaluate import evaluate_snn
+    from edgefer.snn.evaluate import SnnOptions, evaluate_snn
 
     if timesteps < 1:
         raise EdgeferError(f"--timesteps must be >= 1, got {timesteps}")
     if input_mode is not None and input_mode not in ("gray", "edges", "edges-x2"):
         raise EdgeferError(f"unknown --input {input_mode!r}; choose gray or edges")
     fer, dataset = _load(model, data, split, heldout, data_root)
-    result = evaluate_snn(fer, dataset, timesteps, input_mode, encoding, precision, readout, percentile, leak, v_init,
-                          batch_size=batch_size, static_power_w=static_power_w, host_io_s_per_timestep=host_io_s,
-                          seed=seed, data_root=data_root, with_layers=details)
+    options = SnnOptions(timesteps, encoding, precision, readout, percentile, leak, v_init, batch_size=batch_size,
+                         static_power_w=static_power_w, host_io_s_per_timestep=host_io_s, seed=seed)
+    result = evaluate_snn(fer, dataset, options, input_mode, data_root=data_root, with_layers=details)
     result["model"] = model
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -13,11 +13,9 @@ weight mantissas with one shared exponent per layer, integer thresholds and 24-b
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 import torch
@@ -28,18 +26,6 @@ from edgefer.errors import EdgeferError
 
 UNSUPPORTED_ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.PReLU, nn.Softmax,
                            nn.Hardtanh, nn.ReLU6, nn.Softplus, nn.Mish, nn.SELU, nn.Hardswish)
-
-
-@lru_cache(maxsize=1)
-def loihi_constants() -> dict:
-    """The Loihi constants data file (values with their citations)."""
-    text = resources.files("edgefer.snn").joinpath("loihi_constants.json").read_text()
-    return json.loads(text)
-
-
-def loihi_value(group: str, key: str | None = None):
-    entry = loihi_constants()[group] if key is None else loihi_constants()[group][key]
-    return entry["value"]
 
 
 @dataclass
@@ -347,7 +333,7 @@ def _encoded_shape(encoder: nn.Module | None, model) -> tuple[int, ...]:
 
 # --- Loihi quantisation ----------------------------------------------------------------------
 
-def quantise_loihi(net: SpikingNet, weight_bits: int = 8, headroom_bits: int = 3) -> SpikingNet:
+def quantise_loihi(net: SpikingNet, weight_bits: int = 8, headroom_bits: int = 3, chip=None) -> SpikingNet:
     """Loihi-mode copy of a float SpikingNet: integer weights, thresholds and 24-bit state.
 
     Per layer the weights become ``weight_bits``-bit signed mantissas m (full range) sharing one
@@ -355,15 +341,18 @@ def quantise_loihi(net: SpikingNet, weight_bits: int = 8, headroom_bits: int = 3
     integer membrane units. e is the largest exponent that keeps vth_mant within its 17 bits and
     the threshold ``headroom_bits`` below the 24-bit membrane limit (room for overshoot).
     """
+    from edgefer.snn.chip import default_chip
+
     if net.precision != "float":
         raise EdgeferError("quantise_loihi expects a float-precision SpikingNet")
-    max_bits = loihi_value("limits", "weight_bits_max")
+    chip = chip or default_chip()
+    max_bits = chip.value("limits", "weight_bits_max")
     if not 2 <= weight_bits <= max_bits:
         raise EdgeferError(f"Loihi weights have 1-{max_bits} bits; got {weight_bits}")
-    state_bits = loihi_value("limits", "membrane_bits")
-    shift = loihi_value("limits", "threshold_shift")
-    vth_max = 2 ** loihi_value("limits", "threshold_mantissa_bits") - 1
-    e_min, e_max = loihi_value("limits", "weight_exponent_range")
+    state_bits = chip.value("limits", "membrane_bits")
+    shift = chip.value("limits", "threshold_shift")
+    vth_max = 2 ** chip.value("limits", "threshold_mantissa_bits") - 1
+    e_min, e_max = chip.value("limits", "weight_exponent_range")
     threshold_limit = 2 ** (state_bits - 1 - headroom_bits)
     mantissa_max = 2 ** (weight_bits - 1) - 1
     layers = []
@@ -393,15 +382,3 @@ def quantise_loihi(net: SpikingNet, weight_bits: int = 8, headroom_bits: int = 3
     info = dict(net.info, weight_bits=weight_bits, state_bits=state_bits)
     return SpikingNet(layers, net.input_shape, net.classes, net.input_mode, net.encoder, net.input_scale, "loihi",
                       net.leak, net.v_init, state_bits, info)
-
-
-def calibration_inputs(model, input_mode: str | None = None, limit: int = 256, data_root=None) -> tuple[np.ndarray, str]:
-    """Prepared training images of a model (rebuilt from its card) for threshold normalisation."""
-    from edgefer.data.preprocess import prepare_input
-    from edgefer.nn.recipes import training_set
-
-    train = training_set(model, data_root)
-    dataset = model.info["data"]["dataset"]
-    # An evenly spaced subset: deterministic and spread over the classes' file order.
-    index = np.linspace(0, len(train) - 1, min(limit, len(train))).round().astype(int)
-    return prepare_input(train.images[index], input_mode or model.input_mode), f"{dataset} training split ({len(index)} images)"

@@ -2,32 +2,77 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from edgefer.data.dataset import FaceDataset
 from edgefer.data.preprocess import input_sparsity, prepare_input
-from edgefer.errors import EdgeferError
-from edgefer.snn.convert import DEFAULT_PERCENTILE, SpikingNet, calibration_inputs, convert, loihi_constants, quantise_loihi
-from edgefer.snn.loihi import cost, partition
+from edgefer.errors import EdgeferError, UnrecordedDataError
+from edgefer.nn.recipes import calibration_inputs
+from edgefer.snn import STUDY_TIMESTEPS
+from edgefer.snn.chip import Chip, default_chip
+from edgefer.snn.convert import DEFAULT_PERCENTILE, SpikingNet, convert, quantise_loihi
+from edgefer.snn.loihi import LoihiCost, cost, partition
 from edgefer.snn.simulate import ENCODINGS, READOUTS, LayerStats, SimResult, simulate
 
 PRECISIONS = ("loihi", "float")
 
 
+@dataclass(frozen=True)
+class SnnOptions:
+    """How a converted network is built and simulated (the knobs of ``edgefer snn eval``)."""
+
+    timesteps: int = STUDY_TIMESTEPS
+    encoding: str = "rate"
+    precision: str = "loihi"
+    readout: str = "spikes"
+    percentile: float = DEFAULT_PERCENTILE
+    leak: float = 0.0
+    v_init: float = 0.0
+    calibration_images: int = 256
+    batch_size: int = 64
+    static_power_w: float | None = None  # None: the chip's constant
+    host_io_s_per_timestep: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise EdgeferError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.readout not in READOUTS:
+            raise EdgeferError(f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}")
+        if self.encoding not in ENCODINGS:
+            raise EdgeferError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+
+
 def build_snn(model, input_mode: str | None = None, precision: str = "loihi", percentile: float = DEFAULT_PERCENTILE,
               leak: float = 0.0, v_init: float = 0.0, calibration_images: int = 256, data_root=None,
-              calibration: np.ndarray | None = None) -> SpikingNet:
-    """Convert a FerModel (thresholds from its own training images) and quantise it for Loihi."""
+              calibration: np.ndarray | None = None, chip: Chip | None = None) -> SpikingNet:
+    """Convert a FerModel (thresholds from its own training images) and quantise it for the chip."""
     if precision not in PRECISIONS:
         raise EdgeferError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     mode = input_mode or model.input_mode
     source = "given"
     if calibration is None:
-        calibration, source = calibration_inputs(model, mode, calibration_images, data_root)
+        calibration, source = calibration_inputs(model, calibration_images, mode, data_root)
     net = convert(model, calibration, percentile, leak=leak, v_init=v_init, input_mode=mode)
     net.info["calibration"] = source
-    return quantise_loihi(net) if precision == "loihi" else net
+    return quantise_loihi(net, chip=chip) if precision == "loihi" else net
+
+
+def _build_for(model, inputs: np.ndarray, mode: str, options: SnnOptions, data_root, chip) -> SpikingNet:
+    """The network ``evaluate_snn`` simulates: calibrated on the model's training split, or, when its card
+    records none, on the evaluated images (and the result says so)."""
+    build = dict(precision=options.precision, percentile=options.percentile, leak=options.leak, v_init=options.v_init,
+                 data_root=data_root, chip=chip)
+    try:
+        return build_snn(model, mode, calibration_images=options.calibration_images, **build)
+    except UnrecordedDataError:
+        pick = np.linspace(0, len(inputs) - 1, min(options.calibration_images, len(inputs))).round().astype(int)
+        net = build_snn(model, mode, calibration=inputs[pick], **build)
+        net.info["calibration"] = f"evaluated images ({len(pick)}; the model card records no training data)"
+        return net
 
 
 def merge_results(parts: list[SimResult]) -> SimResult:
@@ -70,92 +115,109 @@ def run_snn(net: SpikingNet, inputs: np.ndarray, timesteps: int, encoding: str =
     return merge_results(parts)
 
 
-def evaluate_snn(model, dataset: FaceDataset, timesteps: int = 50, input_mode: str | None = None,
-                 encoding: str = "rate", precision: str = "loihi", readout: str = "spikes", percentile: float = DEFAULT_PERCENTILE,
-                 leak: float = 0.0, v_init: float = 0.0, calibration_images: int = 256, batch_size: int = 64,
-                 static_power_w: float | None = None, host_io_s_per_timestep: float | None = None, seed: int = 0,
-                 data_root=None, net: SpikingNet | None = None, with_layers: bool = True,
+def readout_scores(sim: SimResult, readout: str = "spikes") -> np.ndarray:
+    """Per-class scores whose argmax is the readout's class: the output spike counts, with the readout's
+    winner raised by half a spike (its tie-break on the membrane decides between equal counts)."""
+    scores = sim.counts.double().numpy().copy()
+    scores[np.arange(len(scores)), sim.predictions(readout)] += 0.5
+    return scores
+
+
+@dataclass
+class ChipRun:
+    """One simulation of a network on a chip with the chip's cost accounting."""
+
+    sim: SimResult
+    cost: LoihiCost
+    core_rows: list[dict]
+    layer_rows: list[dict]
+
+    def activity(self) -> dict:
+        rows = self.layer_rows
+        return {"spikes_per_image": sum(r["spikes"] for r in rows),
+                "input_spikes_per_image": float(self.sim.input_spikes.double().mean()),
+                "synops_per_image": sum(r["synops"] for r in rows),
+                "neuron_updates_per_image": sum(r["neuron_updates"] for r in rows),
+                "active_neuron_updates_per_image": sum(r["active_updates"] for r in rows)}
+
+    def cost_fields(self) -> dict:
+        c = self.cost
+        return {"energy_j": c.energy_j, "latency_s": c.latency_s, "power_w": c.power_w, "fps": 1.0 / c.latency_s,
+                "cores": c.cores, "chips": c.chips, "tiles": c.tiles, "dynamic_energy_j": c.dynamic_energy_j,
+                "static_energy_j": c.static_energy_j, "energy_breakdown_j": c.energy_breakdown_j,
+                "timestep_s": c.timestep_s, "static_power_w": c.static_power_w,
+                "host_io_s_per_timestep": c.host_io_s_per_timestep, "source": "modeled"}
+
+    def core_load(self) -> dict:
+        rows = self.core_rows
+        return {key: {"max": max(r[key] for r in rows), "mean": float(np.mean([r[key] for r in rows]))}
+                for key in ("neurons", "synapses", "input_axons", "output_axons", "synops_per_image", "step_time_s")}
+
+
+def run_on_chip(net: SpikingNet, inputs: np.ndarray, options: SnnOptions, chip: Chip | None = None,
+                histories: list | None = None) -> ChipRun:
+    """Simulate prepared inputs with accounting and price the recorded activity on the chip."""
+    chip = chip or default_chip()
+    sim = run_snn(net, inputs, options.timesteps, options.encoding, options.seed, options.batch_size, histories=histories)
+    loihi, core_rows = cost(net, sim, partition(net, chip), options.static_power_w, options.host_io_s_per_timestep, chip)
+    return ChipRun(sim, loihi, core_rows, [stats.per_image(options.timesteps) for stats in sim.layers])
+
+
+def _accuracy_by_timestep(histories: list, labels: np.ndarray, timesteps: int, readout: str) -> list[float]:
+    correct = np.zeros(timesteps)
+    start = 0
+    for history in histories:
+        size = len(history[0][0])
+        for t, (counts, membrane, integrated) in enumerate(history):
+            step = SimResult(counts, membrane, integrated, t + 1).predictions(readout)
+            correct[t] += np.sum(step == labels[start : start + size])
+        start += size
+    return (correct / len(labels)).tolist()
+
+
+def evaluate_snn(model, dataset: FaceDataset, options: SnnOptions | None = None, input_mode: str | None = None,
+                 net: SpikingNet | None = None, chip: Chip | None = None, data_root=None, with_layers: bool = True,
                  accuracy_curve: bool = False) -> dict:
-    """SNN accuracy (simulated) and Loihi cost per image (modeled) next to the CNN's accuracy;
+    """SNN accuracy (simulated) and the chip's cost per image (modeled) next to the CNN's accuracy;
     ``accuracy_curve`` adds the accuracy after every timestep 1..T of the same run."""
     from edgefer.nn.evaluate import model_labels
 
-    if readout not in READOUTS:
-        raise EdgeferError(f"unknown readout {readout!r}; choose one of {', '.join(READOUTS)}")
+    options = options or SnnOptions()
+    chip = chip or default_chip()
     mode = input_mode or model.input_mode
     labels = model_labels(model, dataset)
     inputs = prepare_input(dataset.images, mode)
-    if net is None:
-        try:
-            net = build_snn(model, mode, precision, percentile, leak, v_init, calibration_images, data_root)
-        except EdgeferError as exc:
-            if "card does not record" not in str(exc):
-                raise
-            # No training data on record: calibrate on the evaluated images and say so in the result.
-            pick = np.linspace(0, len(inputs) - 1, min(calibration_images, len(inputs))).round().astype(int)
-            net = build_snn(model, mode, precision, percentile, leak, v_init, data_root=data_root,
-                            calibration=inputs[pick])
-            net.info["calibration"] = f"evaluated images ({len(pick)}; the model card records no training data)"
+    net = net if net is not None else _build_for(model, inputs, mode, options, data_root, chip)
     histories = [] if accuracy_curve else None
-    sim = run_snn(net, inputs, timesteps, encoding, seed, batch_size, histories=histories)
-    predicted = sim.predictions(readout)
+    run = run_on_chip(net, inputs, options, chip, histories)
+    predicted = run.sim.predictions(options.readout)
     cnn_predicted = model.logits(inputs).argmax(axis=1)
-    cores = partition(net)
-    loihi, core_rows = cost(net, sim, cores, static_power_w, host_io_s_per_timestep)
-    layer_rows = [stats.per_image(timesteps) for stats in sim.layers]
-    spikes = sum(row["spikes"] for row in layer_rows)
     result = {
         "model": getattr(model, "info", {}).get("name") or "model",
         "data": dataset.source,
         "input": mode,
-        "timesteps": timesteps,
-        "encoding": encoding,
-        "precision": precision if net.precision == precision else net.precision,
-        "readout": readout,
+        "timesteps": options.timesteps,
+        "encoding": options.encoding,
+        "precision": options.precision if net.precision == options.precision else net.precision,
+        "readout": options.readout,
         "accuracy": float(np.mean(predicted == labels)),
         "n": int(len(labels)),
         "cnn_accuracy": float(np.mean(cnn_predicted == labels)),
         "agreement_with_cnn": float(np.mean(predicted == cnn_predicted)),
         "accuracy_source": "simulated",
-        "spikes_per_image": spikes,
-        "input_spikes_per_image": float(sim.input_spikes.double().mean()),
-        "synops_per_image": sum(row["synops"] for row in layer_rows),
-        "neuron_updates_per_image": sum(row["neuron_updates"] for row in layer_rows),
-        "active_neuron_updates_per_image": sum(row["active_updates"] for row in layer_rows),
-        "energy_j": loihi.energy_j,
-        "latency_s": loihi.latency_s,
-        "power_w": loihi.power_w,
-        "fps": 1.0 / loihi.latency_s,
-        "cores": loihi.cores,
-        "chips": loihi.chips,
-        "tiles": loihi.tiles,
-        "dynamic_energy_j": loihi.dynamic_energy_j,
-        "static_energy_j": loihi.static_energy_j,
-        "energy_breakdown_j": loihi.energy_breakdown_j,
-        "timestep_s": loihi.timestep_s,
-        "static_power_w": loihi.static_power_w,
-        "host_io_s_per_timestep": loihi.host_io_s_per_timestep,
-        "source": "modeled",
+        **run.activity(),
+        **run.cost_fields(),
         "input_sparsity": input_sparsity(inputs),
-        "input_zero_rate_fraction": sim.input_zero_rate_fraction,
-        "input_spike_sparsity": sim.input_spike_sparsity,
-        "core_load": {key: {"max": max(r[key] for r in core_rows), "mean": float(np.mean([r[key] for r in core_rows]))}
-                      for key in ("neurons", "synapses", "input_axons", "output_axons", "synops_per_image", "step_time_s")},
+        "input_zero_rate_fraction": run.sim.input_zero_rate_fraction,
+        "input_spike_sparsity": run.sim.input_spike_sparsity,
+        "core_load": run.core_load(),
         "calibration": net.info.get("calibration"),
         "percentile": net.info.get("percentile"),
-        "constants": loihi_constants()["_about"],
+        "constants": chip.about,
     }
     if histories is not None:
-        correct = np.zeros(timesteps)
-        start = 0
-        for history in histories:
-            size = len(history[0][0])
-            for t, (counts, membrane, integrated) in enumerate(history):
-                step = SimResult(counts, membrane, integrated, t + 1).predictions(readout)
-                correct[t] += np.sum(step == labels[start : start + size])
-            start += size
-        result["accuracy_by_timestep"] = (correct / len(labels)).tolist()
+        result["accuracy_by_timestep"] = _accuracy_by_timestep(histories, labels, options.timesteps, options.readout)
     if with_layers:
-        result["layers"] = layer_rows
-        result["per_core"] = core_rows
+        result["layers"] = run.layer_rows
+        result["per_core"] = run.core_rows
     return result

@@ -4,7 +4,8 @@ Partitioning: each layer's neurons are cut into boxes (channels x rows x columns
 neuron ranges for dense layers) that respect one core's limits (neurons, input axons, synaptic
 memory); the box shape with the fewest cores wins. Output axons per core are counted afterwards
 from the boxes of the next layer. Cores are placed in order on tiles of 4 cores, tiles on an 8 x 4
-mesh per chip (see ``loihi_constants.json``).
+mesh per chip; every constant comes from the Chip object passed in (Loihi 1:
+``targets/devices/loihi.json``).
 
 Cost per image (Davies et al. 2018, Table 2): synops x E_synop + active / inactive neuron
 updates x E_update + spike messages x (E_within_tile + hops x E_hop) + static power x latency.
@@ -21,7 +22,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgefer.errors import EdgeferError
-from edgefer.snn.convert import SpikingLayer, SpikingNet, loihi_value
+from edgefer.snn.chip import Chip, default_chip
+from edgefer.snn.convert import SpikingLayer, SpikingNet
 from edgefer.snn.simulate import SimResult
 
 
@@ -34,20 +36,21 @@ class Core:
     synapses: int
     input_axons: int
     output_axons: int = 0
-
-    @property
-    def tile(self) -> int:
-        return self.index // loihi_value("layout", "cores_per_tile")
-
-    @property
-    def chip(self) -> int:
-        return self.index // loihi_value("limits", "cores_per_chip")
+    tile: int = 0
+    chip: int = 0
+    mesh: tuple[int, int] = (0, 0)  # the tile's (column, row) on its chip's mesh
 
     def mesh_xy(self) -> tuple[int, int]:
-        tiles_per_chip = loihi_value("limits", "cores_per_chip") // loihi_value("layout", "cores_per_tile")
-        columns = loihi_value("layout", "tiles_mesh_columns")
-        tile = self.tile % tiles_per_chip
-        return tile % columns, tile // columns
+        return self.mesh
+
+
+def _place(index: int, chip: Chip) -> dict:
+    """Tile, chip and mesh position of the core placed ``index``-th (cores fill tiles, tiles fill chips)."""
+    per_tile, per_chip = chip.value("layout", "cores_per_tile"), chip.value("limits", "cores_per_chip")
+    columns = chip.value("layout", "tiles_mesh_columns")
+    tile = index // per_tile
+    local = tile % (per_chip // per_tile)
+    return {"tile": tile, "chip": index // per_chip, "mesh": (local % columns, local // columns)}
 
 
 def _output_shape3(layer: SpikingLayer) -> tuple[int, int, int]:
@@ -82,12 +85,12 @@ def _overlap(a, b) -> int:
     return _box_size((max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3]), max(a[4], b[4]), min(a[5], b[5])))
 
 
-def _limits() -> dict:
-    bytes_per_synapse = loihi_value("layout", "synapse_bits") / 8
-    return {"neurons": loihi_value("limits", "neurons_per_core"),
-            "input_axons": loihi_value("limits", "input_axons_per_core"),
-            "output_axons": loihi_value("limits", "output_axons_per_core"),
-            "synapses": int(loihi_value("limits", "synaptic_memory_bytes_per_core") // bytes_per_synapse)}
+def _limits(chip: Chip) -> dict:
+    bytes_per_synapse = chip.value("layout", "synapse_bits") / 8
+    return {"neurons": chip.value("limits", "neurons_per_core"),
+            "input_axons": chip.value("limits", "input_axons_per_core"),
+            "output_axons": chip.value("limits", "output_axons_per_core"),
+            "synapses": int(chip.value("limits", "synaptic_memory_bytes_per_core") // bytes_per_synapse)}
 
 
 def _best_tiling(layer: SpikingLayer, limits: dict) -> tuple[int, int, int]:
@@ -119,15 +122,16 @@ def _best_tiling(layer: SpikingLayer, limits: dict) -> tuple[int, int, int]:
     return int(cc[i]), int(th[i]), int(tw[i])
 
 
-def partition(net: SpikingNet) -> list[Core]:
-    """Cores for every layer of a SpikingNet, within Loihi 1's per-core limits.
+def partition(net: SpikingNet, chip: Chip | None = None) -> list[Core]:
+    """Cores for every layer of a SpikingNet, within the chip's per-core limits (default Loihi 1).
 
     A core whose neurons need more output axons than allowed (one per neuron and destination
     core) gets its layer re-cut with fewer neurons per core, until every core fits."""
-    limits = _limits()
+    chip = chip or default_chip()
+    limits = _limits(chip)
     caps = {layer.name: limits["neurons"] for layer in net.layers}
     while True:
-        cores = _cut(net, limits, caps)
+        cores = _cut(net, limits, caps, chip)
         over = [core for core in cores if core.output_axons > limits["output_axons"]]
         if not over:
             return cores
@@ -139,7 +143,7 @@ def partition(net: SpikingNet) -> list[Core]:
             caps[layer_name] = max(1, int(largest * 0.75))
 
 
-def _cut(net: SpikingNet, limits: dict, caps: dict) -> list[Core]:
+def _cut(net: SpikingNet, limits: dict, caps: dict, chip: Chip) -> list[Core]:
     cores: list[Core] = []
     per_layer: list[list[Core]] = []
     for layer in net.layers:
@@ -154,7 +158,8 @@ def _cut(net: SpikingNet, limits: dict, caps: dict) -> list[Core]:
                     neurons = _box_size(box)
                     synapses = (int(fan_in[box[0]:box[1], box[2]:box[3], box[4]:box[5]].sum()) if fan_in is not None
                                 else neurons * layer.fan_in)
-                    core = Core(layer.name, len(cores), box, neurons, synapses, _box_size(_input_box(layer, box)))
+                    core = Core(layer.name, len(cores), box, neurons, synapses, _box_size(_input_box(layer, box)),
+                                **_place(len(cores), chip))
                     cores.append(core)
                     group.append(core)
         per_layer.append(group)
@@ -178,10 +183,11 @@ def _box_sum(values: np.ndarray, box) -> float:
     return float(values[c0:c1, y0:y1, x0:x1].sum())
 
 
-def barrier_time(tiles: int) -> float:
+def barrier_time(tiles: int, chip: Chip | None = None) -> float:
     """Barrier sync time for a number of tiles: log-linear between Table 2's 1- and 32-tile points."""
-    low = loihi_value("time_s", "barrier_sync_1_tile")
-    high = loihi_value("time_s", "barrier_sync_32_tiles")
+    chip = chip or default_chip()
+    low = chip.value("time_s", "barrier_sync_1_tile")
+    high = chip.value("time_s", "barrier_sync_32_tiles")
     return low + (high - low) * math.log2(max(1, tiles)) / 5.0
 
 
@@ -206,17 +212,18 @@ class LoihiCost:
 
 
 def cost(net: SpikingNet, sim: SimResult, cores: list[Core] | None = None, static_power_w: float | None = None,
-         host_io_s_per_timestep: float | None = None) -> tuple[LoihiCost, list[dict]]:
+         host_io_s_per_timestep: float | None = None, chip: Chip | None = None) -> tuple[LoihiCost, list[dict]]:
     """Energy, latency and power per image from a recorded simulation; and per-core load rows."""
     if not sim.layers:
         raise EdgeferError("the simulation was run without accounting (record=False); cannot estimate costs")
-    cores = partition(net) if cores is None else cores
-    static_power_w = loihi_value("static_power_w") if static_power_w is None else static_power_w
-    host_io = loihi_value("host_io_s_per_timestep") if host_io_s_per_timestep is None else host_io_s_per_timestep
+    chip = chip or default_chip()
+    cores = partition(net, chip) if cores is None else cores
+    static_power_w = chip.value("static_power_w") if static_power_w is None else static_power_w
+    host_io = chip.value("host_io_s_per_timestep") if host_io_s_per_timestep is None else host_io_s_per_timestep
     if static_power_w < 0 or host_io < 0:
         raise EdgeferError("static power and host I/O time must be >= 0")
-    e = {k: loihi_value("energy_j", k) for k in loihi_constants_keys("energy_j")}
-    t = {k: loihi_value("time_s", k) for k in loihi_constants_keys("time_s")}
+    e = chip.values("energy_j")
+    t = chip.values("time_s")
     timesteps = sim.timesteps
     batch = int(sim.layers[0].spikes.numel())
     by_layer = _layer_cores(cores)
@@ -272,7 +279,7 @@ def cost(net: SpikingNet, sim: SimResult, cores: list[Core] | None = None, stati
             in_energy += input_spikes * fraction * (e["spike_within_tile"] + hop)
     tiles = len({core.tile for core in cores})
     chips = len({core.chip for core in cores})
-    timestep_s = busiest + barrier_time(tiles) + host_io
+    timestep_s = busiest + barrier_time(tiles, chip) + host_io
     latency = timestep_s * timesteps
     breakdown = {"synops": synops * e["synop"],
                  "neuron_updates_active": active * e["neuron_update_active"],
@@ -284,9 +291,3 @@ def cost(net: SpikingNet, sim: SimResult, cores: list[Core] | None = None, stati
     result = LoihiCost(total, latency, total / latency, dynamic, static, breakdown, timestep_s, len(cores), chips, tiles,
                        static_power_w, host_io)
     return result, rows
-
-
-def loihi_constants_keys(group: str) -> list[str]:
-    from edgefer.snn.convert import loihi_constants
-
-    return list(loihi_constants()[group])

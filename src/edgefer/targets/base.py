@@ -1,7 +1,9 @@
 """The Target protocol: what every edge device offers to the rest of edgefer.
 
 ``check(spec_or_artifact) -> violations``, ``export(model, out_dir) -> Artifact``,
-``run(artifact, inputs) -> logits``, ``cost(artifact_or_spec) -> Cost``. Every Cost says whether its
+``run(artifact, inputs) -> logits``, ``cost(artifact_or_spec) -> Cost`` and
+``evaluate(artifact, inputs) -> (logits, Cost)`` (both from one run: a spiking chip's cost depends on
+the spikes of the inputs). Every Cost says whether its
 latency was ``measured`` here in a real runtime or ``modeled`` by the analytical model, and names the
 citations of the constants it used.
 """
@@ -48,6 +50,7 @@ class Artifact:
     input_shape: tuple[int, ...] = (1, 1, 48, 48)
     notes: list[str] = field(default_factory=list)
     arch: dict = field(default_factory=dict)  # the ArchSpec, so that cost() works from the artifact alone
+    settings: dict = field(default_factory=dict)  # what the target's runtime needs beyond the files (e.g. an SNN's input scale)
 
     MANIFEST = "artifact.json"
 
@@ -90,6 +93,7 @@ class Cost:
     citations: tuple[str, ...] = ()
     breakdown: dict = field(default_factory=dict)  # modeled: seconds per term; measured: percentiles, threads
     notes: list[str] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)  # target-specific figures the report shows (spikes, cores, ...)
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -107,7 +111,7 @@ class Cost:
     def to_dict(self) -> dict:
         return {"latency_s": self.latency_s, "fps": self.fps, "power_w": self.power_w, "energy_j": self.energy_j,
                 "pdp_j": self.pdp_j, "source": self.source, "citations": list(self.citations),
-                "breakdown": self.breakdown, "notes": self.notes}
+                "breakdown": self.breakdown, "notes": self.notes, "figures": self.figures}
 
 
 @runtime_checkable
@@ -115,7 +119,10 @@ class Target(Protocol):
     name: str
     label: str
     runtime: str
+    role: str  # host | edge | neuromorphic
     latency_source: str  # measured | modeled
+    accuracy_source: str  # measured | simulated
+    compare_roles: tuple[str, ...]
 
     def available(self) -> tuple[bool, str]: ...
 
@@ -126,6 +133,8 @@ class Target(Protocol):
     def run(self, artifact: Artifact, inputs: np.ndarray) -> np.ndarray: ...
 
     def cost(self, subject) -> Cost: ...
+
+    def evaluate(self, artifact: Artifact, inputs: np.ndarray) -> tuple[np.ndarray, Cost]: ...
 
 
 def errors_of(violations: list[Violation]) -> list[Violation]:

@@ -1,8 +1,17 @@
-"""Shared machinery of the targets: resolving what a call is about, exporting, running, modeled cost."""
+"""Shared machinery of the targets: resolving what a call is about, exporting, running, modeled cost.
+
+``BaseTarget`` is the small base class a device module subclasses (and registers with
+``@register_target``). Its class attributes are what the rest of edgefer reads: ``role``,
+``runtime``, the artifact, ``compare_roles`` (which shipped models compare runs on it), ``search``
+(the search-space hints, or None where searching makes no sense) and ``constants`` (the data file
+beside the module).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +21,7 @@ import numpy as np
 from edgefer.errors import EdgeferError
 from edgefer.nn.spec import ArchSpec
 from edgefer.targets.base import Artifact, Cost, Violation, require_compliant
+from edgefer.targets.registry import SearchHints
 from edgefer.targets.costmodel import citations, fitted_model, layer_latency
 from edgefer.targets.export import export_onnx, missing_package
 from edgefer.targets.layers import op_table
@@ -33,28 +43,41 @@ def spec_of(subject) -> ArchSpec:
     raise EdgeferError(f"expected a model, an ArchSpec or an artifact, got {type(subject).__name__}")
 
 
-def calibration_inputs(model, n: int = 300, seed: int = 0) -> np.ndarray:
-    """Representative inputs for int8 calibration: images of the model's own training split (never its
-    test set), prepared in its input mode."""
-    from edgefer.data.preprocess import prepare_input
-    from edgefer.nn.recipes import training_set
-
-    train = training_set(model)
-    pick = np.random.default_rng(seed).permutation(len(train))[:n]
-    return prepare_input(train.images[pick], model.input_mode)
-
-
 class BaseTarget:
     """One device. Subclasses set the class attributes and override what differs."""
 
     name = ""
     label = ""
     runtime = ""
+    role = "edge"  # host | edge | neuromorphic (see registry.ROLES)
+    order = 50  # where the target sits in listings and the report
     latency_source = "modeled"
+    accuracy_source = "measured"  # measured on the artifact in its runtime | simulated
     artifact_format = "onnx"
     precision = "fp32"
     requires: tuple[tuple[str, str], ...] = (("onnx", "onnx"), ("onnxruntime", "onnxruntime"))
     accuracy_note = ""
+    constants: str | None = None  # data file beside the module: cost-model constants, published points, citations
+    compare_roles: tuple[str, ...] = ("cnn",)  # the shipped model roles compare runs here (a row each)
+    search: SearchHints | None = SearchHints()  # None: not a search target, for the reason below
+    not_searchable = ""
+    needs_calibration = False  # export takes representative training images (int8 ranges, spiking thresholds)
+    calibration_images = 300
+
+    @classmethod
+    def constants_data(cls) -> dict:
+        """The target's constants file (None for targets without one), read once per class."""
+        if cls.constants is None:
+            return {}
+        cached = cls.__dict__.get("_constants_cache")
+        if cached is None:
+            path = Path(sys.modules[cls.__module__].__file__).parent / cls.constants
+            try:
+                cached = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise EdgeferError(f"target {cls.name!r}: unreadable constants file ({exc})", path) from None
+            cls._constants_cache = cached
+        return cached
 
     def available(self) -> tuple[bool, str]:
         """Whether this machine can export and run this target's artifacts (and why not). Looks the packages
@@ -66,13 +89,31 @@ class BaseTarget:
 
     def describe(self) -> dict:
         ok, why = self.available()
-        return {"target": self.name, "label": self.label, "runtime": self.runtime, "artifact": self.artifact_format,
-                "precision": self.precision, "latency": self.latency_source, "accuracy": "measured" if ok else "unavailable",
-                "available": ok, "why": why}
+        return {"target": self.name, "role": self.role, "label": self.label, "runtime": self.runtime,
+                "artifact": self.artifact_format, "precision": self.precision, "latency": self.latency_source,
+                "accuracy": self.accuracy_source if ok else "unavailable", "available": ok, "why": why,
+                "searchable": self.search is not None}
+
+    def validation(self) -> dict | None:
+        """How well the latency model predicts published measurements (None for measured targets)."""
+        if self.latency_source != "modeled":
+            return None
+        keys = ("status", "n_fit", "n_holdout", "mdape_fit", "mdape_holdout")
+        if "published_latency" not in self.constants_data():
+            return {"status": "unvalidated: no published measurements stored", "n_fit": 0, "n_holdout": 0,
+                    "mdape_fit": None, "mdape_holdout": None}
+        from edgefer.targets.costmodel import validation_report
+
+        report = validation_report(self.name)
+        return {k: report[k] for k in keys}
+
+    def artifact_label(self, artifact: Artifact) -> str:
+        """How the report names what ran (format and precision)."""
+        return f"{artifact.format} {artifact.precision}"
 
     # --- check ---------------------------------------------------------------------------------------
     def check(self, subject) -> list[Violation]:
-        if isinstance(subject, (Artifact, str, Path)) and not isinstance(subject, ArchSpec):
+        if isinstance(subject, (Artifact, str, Path)):
             artifact = subject if isinstance(subject, Artifact) else Artifact.load(subject)
             return self.check_artifact(artifact)
         return self.check_layers(op_table(spec_of(subject).build(), self._input_shape(spec_of(subject))))
@@ -100,12 +141,25 @@ class BaseTarget:
         require_compliant(self.name, self.check(model))
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        artifact = self._export(model, out_dir, calibration)
+        artifact = self._export(model, out_dir, self._calibration(model, calibration))
         artifact.classes, artifact.input_mode = tuple(model.classes), model.input_mode
         artifact.input_shape = (1, *self._input_shape(model.spec))
         artifact.arch = model.spec.to_dict()
         artifact.save_manifest()
         return artifact
+
+    def _calibration(self, model, calibration) -> tuple[np.ndarray, str] | None:
+        """(inputs, description) for targets that calibrate: given (an array, or inputs with their
+        description), else the one rule of ``nn.recipes.calibration_inputs``."""
+        if not self.needs_calibration:
+            return None
+        if calibration is None:
+            from edgefer.nn.recipes import calibration_inputs
+
+            return calibration_inputs(model, self.calibration_images)
+        if isinstance(calibration, tuple):
+            return calibration
+        return np.asarray(calibration), f"given ({len(calibration)} images)"
 
     def _export(self, model, out_dir: Path, calibration) -> Artifact:
         path = export_onnx(model, out_dir / "model.onnx")
@@ -117,9 +171,17 @@ class BaseTarget:
         require_compliant(self.name, self.check_artifact(artifact), artifact.path)
         return run_artifact(artifact, inputs)
 
+    def evaluate(self, artifact: Artifact, inputs: np.ndarray) -> tuple[np.ndarray, Cost]:
+        """Logits of the artifact on ``inputs`` and its cost: what a benchmark row needs."""
+        return self.run(artifact, inputs), self.cost(artifact)
+
     # --- cost ----------------------------------------------------------------------------------------
     def cost(self, subject) -> Cost:
         return self.modeled_cost(subject)
+
+    def search_cost(self, model, validation) -> tuple[Cost, dict]:
+        """A trained search trial's cost (and figures for the trial table): the modeled cost of its spec."""
+        return self.modeled_cost(model.spec), {}
 
     def fallback_layers(self, layers: list[dict]) -> set[str]:
         return set()

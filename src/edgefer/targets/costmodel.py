@@ -7,9 +7,9 @@ transfer of the input and output tensors (USB for NCS2 and Coral), parameters th
 Coral's on-chip SRAM streamed over USB every inference, and layers the device cannot run executed on
 the fallback CPU. Power is the device's active power; energy = power x latency.
 
-Constants live in data/devices.json with a citation each. The free ones (efficiency, overheads,
-streaming rate) are fitted per device to the ``fit`` rows of data/published_latency.csv; the
-``holdout`` rows never enter a fit and are reported separately by :func:`validation_report`.
+Constants live in each device's constants file (``targets/devices/<device>.json``) with a citation
+each. The free ones (efficiency, overheads, streaming rate) are fitted per device to the ``fit`` rows
+of its published latencies; the ``holdout`` rows never enter a fit and are reported separately by :func:`validation_report`.
 """
 
 from __future__ import annotations
@@ -40,14 +40,30 @@ def _data_text(name: str) -> str:
     return resources.files("edgefer.targets").joinpath("data").joinpath(name).read_text()
 
 
-@lru_cache(maxsize=None)
+def _modeled_targets() -> list[type]:
+    """Registered edge targets with a constants file: the devices this cost model prices."""
+    from edgefer.targets.registry import target_classes
+
+    return [c for c in target_classes(role="edge") if c.constants and "constants" in c.constants_data()]
+
+
 def device_table() -> dict:
-    return {k: v for k, v in json.loads(_data_text("devices.json")).items() if not k.startswith("_")}
+    return {c.name: c.constants_data()["constants"] for c in _modeled_targets()}
 
 
 @lru_cache(maxsize=None)
-def citations() -> dict:
+def shared_citations() -> dict:
     return json.loads(_data_text("citations.json"))
+
+
+def citations() -> dict:
+    """Every citation key: the shared ones and those each target's constants file brings."""
+    from edgefer.targets.registry import target_classes
+
+    out = dict(shared_citations())
+    for cls in target_classes():
+        out.update(cls.constants_data().get("citations", {}))
+    return out
 
 
 @lru_cache(maxsize=None)
@@ -58,14 +74,15 @@ def public_models() -> dict:
             for r in rows}
 
 
-@lru_cache(maxsize=None)
 def published_points() -> tuple[dict, ...]:
+    """Every modeled device's published latencies (``published_latency`` of its constants file)."""
     rows = []
-    for r in csv.DictReader(_data_text("published_latency.csv").splitlines()):
-        key = (r["model"], int(r["input_size"]))
-        if key not in public_models():
-            raise EdgeferError(f"published_latency.csv names {key}, missing from public_models.csv")
-        rows.append({**r, "input_size": int(r["input_size"]), "latency_s": float(r["latency_ms"]) / 1e3})
+    for cls in _modeled_targets():
+        for r in cls.constants_data().get("published_latency", []):
+            key = (r["model"], int(r["input_size"]))
+            if key not in public_models():
+                raise EdgeferError(f"{cls.constants} names {key}, missing from public_models.csv")
+            rows.append({**r, "device": cls.name, "input_size": int(r["input_size"]), "latency_s": float(r["latency_ms"]) / 1e3})
     return tuple(rows)
 
 

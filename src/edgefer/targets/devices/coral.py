@@ -14,6 +14,7 @@ import numpy as np
 
 from edgefer.targets.base import Artifact, Violation
 from edgefer.targets.common import BaseTarget
+from edgefer.targets.registry import SearchHints, register_target
 from edgefer.targets.export import export_tflite_int8
 from edgefer.targets.runtimes import tflite_interpreter
 
@@ -41,8 +42,15 @@ def edgetpu_mapping(ops: list[tuple[str, str | None]]) -> list[Violation]:
     return problems
 
 
+@register_target
 class CoralTarget(BaseTarget):
     name = "coral"
+    order = 40
+    constants = "coral.json"
+    needs_calibration = True
+    # Warnings that mean part of the graph leaves the int8 accelerator (CPU fallback, weights streamed over
+    # USB): a spec that triggers them is not "int8-friendly" and is not searched.
+    search = SearchHints(rejected_warnings=("edgetpu-op", "cpu-fallback", "sram"))
     label = "Coral USB Accelerator (Edge TPU), full-integer int8"
     runtime = "LiteRT interpreter on the int8 TFLite (accuracy here); latency: Edge TPU cost model"
     artifact_format = "tflite"
@@ -57,8 +65,9 @@ class CoralTarget(BaseTarget):
             if r["kind"] == "conv" and dilation and dilation[0] != dilation[1]:
                 problems.append(Violation("conv-dilation", "Edge TPU convolutions need the same dilation in x and y", "error", r["name"]))
         weights = sum(r["params"] for r in layers)  # int8: one byte each
-        if weights > 8e6:
-            problems.append(Violation("sram", f"{weights / 1e6:.1f} MB of int8 weights exceed the ~8 MB on-chip SRAM: the rest streams over USB every inference", "warning"))
+        sram = self.constants_data()["constants"]["onchip_weight_bytes"]["value"]
+        if weights > sram:
+            problems.append(Violation("sram", f"{weights / 1e6:.1f} MB of int8 weights exceed the ~{sram / 1e6:.0f} MB on-chip SRAM: the rest streams over USB every inference", "warning"))
         return problems
 
     def fallback_layers(self, layers):
@@ -94,10 +103,7 @@ class CoralTarget(BaseTarget):
         return problems + edgetpu_mapping(ops)
 
     def _export(self, model, out_dir: Path, calibration) -> Artifact:
-        from edgefer.targets.common import calibration_inputs
-
-        if calibration is None:
-            calibration = calibration_inputs(model)
-        path = export_tflite_int8(model, out_dir / "model.int8.tflite", calibration)
+        inputs, described = calibration
+        path = export_tflite_int8(model, out_dir / "model.int8.tflite", inputs)
         return Artifact(self.name, path, self.artifact_format, "int8", [path.name],
-                        notes=[self.accuracy_note, f"calibrated on {len(calibration)} representative inputs"])
+                        notes=[self.accuracy_note, f"calibrated on {described}"])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgefer.targets.base import Artifact, Violation
 from edgefer.targets.common import BaseTarget
+from edgefer.targets.registry import register_target
 from edgefer.targets.export import export_onnx, export_openvino_fp16
 
 # Layers the Myriad X Neural Compute Engines run in hardware (Intel, "Optimize Networks for the NCS 2");
@@ -14,8 +15,11 @@ from edgefer.targets.export import export_onnx, export_openvino_fp16
 NCE_KINDS = {"conv", "dense", "pool", "act", "bn", "reshape", "dropout"}
 
 
+@register_target
 class Ncs2Target(BaseTarget):
     name = "ncs2"
+    order = 20
+    constants = "ncs2.json"
     label = "Intel Neural Compute Stick 2 (Myriad X), OpenVINO IR FP16"
     runtime = "OpenVINO CPU plugin on the FP16 IR (accuracy here); latency: Myriad X cost model"
     artifact_format = "openvino-ir"

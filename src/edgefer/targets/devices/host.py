@@ -9,6 +9,7 @@ import numpy as np
 
 from edgefer.targets.base import Artifact, Cost
 from edgefer.targets.common import BaseTarget, export_to_temp
+from edgefer.targets.registry import register_target
 from edgefer.targets.runtimes import make_runner, pinned_threads, time_calls
 
 
@@ -22,8 +23,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+@register_target
 class HostTarget(BaseTarget):
     name = "host"
+    role = "host"
+    order = 0
+    search = None
+    not_searchable = ("its power is not measured here (no power counters), and both objectives price energy "
+                      "(hierarchical: the power-delay product; pareto: energy per inference)")
     label = "this machine's CPU (onnxruntime, FP32)"
     runtime = "onnxruntime CPUExecutionProvider"
     latency_source = "measured"

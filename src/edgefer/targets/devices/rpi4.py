@@ -7,13 +7,17 @@ from pathlib import Path
 
 from edgefer.targets.base import Artifact, Violation
 from edgefer.targets.common import BaseTarget
+from edgefer.targets.registry import register_target
 from edgefer.targets.export import export_tflite_fp32
 
 RAM_BYTES = 2 * 1024 ** 3  # the smallest common Pi 4 (2 GB) variant; FP32 weights must fit with room to spare
 
 
+@register_target
 class Rpi4Target(BaseTarget):
     name = "rpi4"
+    order = 10
+    constants = "rpi4.json"
     label = "Raspberry Pi 4 (4x Cortex-A72 1.5 GHz), TFLite FP32"
     runtime = "LiteRT interpreter (XNNPACK) on the FP32 TFLite (accuracy here); latency: Cortex-A72 cost model"
     artifact_format = "tflite"

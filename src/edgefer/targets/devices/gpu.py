@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,18 @@ import torch
 
 from edgefer.errors import EdgeferError
 from edgefer.targets.base import Artifact, Cost, Violation, require_compliant
-from edgefer.targets.common import BaseTarget, spec_of
+from edgefer.targets.common import BaseTarget
+from edgefer.targets.registry import register_target
 from edgefer.targets.runtimes import time_calls
 
 
+@register_target
 class GpuTarget(BaseTarget):
     name = "gpu"
+    role = "host"
+    order = 1
+    search = None
+    not_searchable = "its cost is measured on an exported artifact, with no power figure"
     label = "CUDA GPU (torch, FP32)"
     runtime = "torch CUDA"
     latency_source = "measured"

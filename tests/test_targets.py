@@ -19,7 +19,7 @@ from edgefer.targets.devices.coral import edgetpu_mapping
 from edgefer.targets.layers import op_table
 
 CLASSES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
-MODELED = ("rpi4", "ncs2", "jetson-nano", "coral")
+MODELED = tuple(costmodel.device_table())  # every registered edge device with a cost model
 
 
 @pytest.fixture(scope="module")

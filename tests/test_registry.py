@@ -120,6 +120,7 @@ def test_loihi_exports_runs_and_costs_like_every_target(loihi_net, tmp_path):
     loihi = get_target("loihi", timesteps=6)
     assert isinstance(loihi, Target) and loihi.check(loihi_net.spec) == []
     artifact = loihi.export(loihi_net, tmp_path / "loihi")
+    assert (artifact.format, artifact.precision) == ("snn", "loihi") and loihi.check(artifact) == []
     assert {"model.nir", "encoder.safetensors", "artifact.json"} <= {p.name for p in (tmp_path / "loihi").iterdir()}
     moved = Artifact.load(shutil.copytree(tmp_path / "loihi", tmp_path / "moved"))
     test = heldout_test_set(loihi_net).subset(np.arange(20))

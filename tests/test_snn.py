@@ -8,7 +8,6 @@ measured by benchmarks/snn_accuracy.py, not here.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 

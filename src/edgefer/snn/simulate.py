@@ -310,6 +310,49 @@ def _torch_scan(net: SpikingNet, layer: SpikingLayer, syn, current: torch.Tensor
     return out
 
 
+class _Accounting:
+    """Observer of a run that keeps what the cost model needs: per image, neuron updates with input and
+    every neuron's spike count (memory order); the rest follows from the counts at the end."""
+
+    def __init__(self, net: SpikingNet, batch: int):
+        self.active = [torch.zeros(batch, dtype=torch.int64) for _ in net.layers]
+        self.spike_maps = [torch.zeros(batch, layer.neurons, dtype=torch.int32) for layer in net.layers]
+
+    def add_spikes(self, index: int, out: torch.Tensor, memory_format) -> None:
+        self.spike_maps[index] += _memory_order(out, memory_format).sum(0, dtype=torch.int32)
+
+    def finish(self, result: SimResult, net: SpikingNet, synapses: list, rates: torch.Tensor, encoded: torch.Tensor,
+               timesteps: int) -> None:
+        in_counts = encoded.sum(0).double()
+        for layer, syn, updates, spike_map in zip(net.layers, synapses, self.active, self.spike_maps):
+            out_counts = _logical(spike_map.double(), layer.output_shape, syn.memory_format).contiguous()
+            result.layers.append(_layer_stats(layer, in_counts, out_counts, updates, timesteps))
+            in_counts = out_counts
+        result.input_spikes = result.layers[0].input_spikes
+        result.input_zero_rate_fraction = float((rates == 0).double().mean())
+        result.input_spike_sparsity = 1.0 - float(result.input_spikes.sum()) / encoded.numel()
+
+
+class _OutputReadout:
+    """Observer of the output layer: spike counts and integrated input, step by step in the reference
+    loop's order (bit-identical sums), and with ``history`` the readout after every step."""
+
+    def __init__(self, shape: tuple, history: list | None):
+        self.integrated = torch.zeros(shape, dtype=torch.float64)
+        self.counts = torch.zeros_like(self.integrated)
+        self.history = history
+        self.membranes: list[torch.Tensor] | None = [] if history is not None else None
+
+    def add(self, current: torch.Tensor, out: torch.Tensor) -> None:
+        for t in range(current.shape[0]):
+            self.integrated += current[t].double()
+            if self.history is not None:
+                self.counts += out[t].double()
+                self.history.append((self.counts.clone(), self.membranes[len(self.history)], self.integrated.clone()))
+        if self.history is None:
+            self.counts += out.sum(0).double()
+
+
 @torch.no_grad()
 def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str = "rate", seed: int = 0,
              record: bool = True, chunk_elements: int = 6_000_000, spikes_in: torch.Tensor | None = None,
@@ -347,17 +390,11 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
     membranes = [_initial_membrane(net, layer, (batch, *layer.output_shape), dtype, syn.memory_format)
                  for layer, syn in zip(net.layers, synapses)]
     last = len(net.layers) - 1
-    integrated = torch.zeros((batch, *net.layers[-1].output_shape), dtype=torch.float64)
-    counts = torch.zeros_like(integrated)
-    # Accounting: per image, neuron updates with input (per chunk) and every neuron's spike count
-    # (memory order); the rest follows from the counts at the end (see _layer_stats).
-    active = [torch.zeros(batch, dtype=torch.int64) for _ in net.layers] if record else []
-    spike_maps = [torch.zeros(batch, layer.neurons, dtype=torch.int32) for layer in net.layers] if record else []
+    readout = _OutputReadout((batch, *net.layers[-1].output_shape), history)
+    accounting = _Accounting(net, batch) if record else None
     chunks: list[list[torch.Tensor]] = [[] for _ in net.layers]
-    output_membranes: list[torch.Tensor] = []
     for start in range(0, timesteps, chunk):
         stop = min(timesteps, start + chunk)
-        steps = stop - start
         frames = frames_in[start:stop]
         for index, (layer, syn) in enumerate(zip(net.layers, synapses)):
             current = syn.current(frames, buffers[index])
@@ -375,37 +412,25 @@ def simulate(net: SpikingNet, rates: torch.Tensor, timesteps: int, encoding: str
                 order = syn.memory_format
                 active_inputs = integrate_and_fire(
                     _memory_order(current, order), _memory_order(v.unsqueeze(0), order)[0], _memory_order(out, order),
-                    threshold, bounds, spike_maps[index] if record else None, clamp_input)
-                if record:
-                    active[index] += active_inputs
+                    threshold, bounds, accounting.spike_maps[index] if accounting else None, clamp_input)
+                if accounting:
+                    accounting.active[index] += active_inputs
             else:
-                out = _torch_scan(net, layer, syn, current, v, buffers[index], active[index] if record else None,
-                                  output_membranes if history is not None and index == last else None)
-                if record:
-                    spike_maps[index] += _memory_order(out, syn.memory_format).sum(0, dtype=torch.int32)
+                out = _torch_scan(net, layer, syn, current, v, buffers[index],
+                                  accounting.active[index] if accounting else None,
+                                  readout.membranes if index == last else None)
+                if accounting:
+                    accounting.add_spikes(index, out, syn.memory_format)
             if index == last:
-                for t in range(steps):  # step by step, in the reference loop's order (bit-identical sums)
-                    integrated += current[t].double()
-                    if history is not None:
-                        counts += out[t].double()
-                        history.append((counts.clone(), output_membranes[len(history)], integrated.clone()))
-                if history is None:
-                    counts += out.sum(0).double()
+                readout.add(current, out)
             if trains is not None:
                 chunks[index].append(out.clone())
             frames = out
-    result = SimResult(counts, membranes[-1].double(), integrated, timesteps)
+    result = SimResult(readout.counts, membranes[-1].double(), readout.integrated, timesteps)
     if trains is not None:
         trains.extend(torch.cat(parts).contiguous() for parts in chunks)
-    if record:
-        in_counts = encoded.sum(0).double()
-        for layer, syn, updates, spike_map in zip(net.layers, synapses, active, spike_maps):
-            out_counts = _logical(spike_map.double(), layer.output_shape, syn.memory_format).contiguous()
-            result.layers.append(_layer_stats(layer, in_counts, out_counts, updates, timesteps))
-            in_counts = out_counts
-        result.input_spikes = result.layers[0].input_spikes
-        result.input_zero_rate_fraction = float((rates == 0).double().mean())
-        result.input_spike_sparsity = 1.0 - float(result.input_spikes.sum()) / encoded.numel()
+    if accounting:
+        accounting.finish(result, net, synapses, rates, encoded, timesteps)
     return result
 
 

@@ -4,7 +4,7 @@ latency / energy against the shipped reference on the same cost model, Pareto fr
 
 Writes runs/bench/automl_<target>.json and prints a table. Studies live in runs/search/ (SQLite):
 rerunning resumes each study up to --trials finished trials.
-    python benchmarks/automl_search.py [--targets coral ncs2 jetson-nano rpi4 loihi] [--trials 30]
+    python benchmarks/automl_search.py [--targets coral ncs2 ...] [--trials 30]   (default: every searchable target)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.table import Table
 from edgefer.automl.search import run_search
 from edgefer.automl.space import Budget
 from edgefer.automl.study import SearchSettings
+from edgefer.targets import target_names
 
 
 def result_table(results: list[dict]) -> Table:
@@ -40,7 +41,7 @@ def result_table(results: list[dict]) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--targets", nargs="+", default=["coral", "ncs2", "jetson-nano", "rpi4", "loihi"])
+    parser.add_argument("--targets", nargs="+", default=None, help="default: every searchable target")
     parser.add_argument("--dataset", default="ckplus")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--min-epochs", type=int, default=8)
@@ -53,7 +54,7 @@ def main() -> None:
     console = Console(width=160)
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
-    for target in args.targets:
+    for target in args.targets or target_names(searchable=True):
         name = f"{target}-{args.tag}" if args.tag else target
         out = Path("runs/search") / f"{args.dataset}-{name}-hierarchical" if args.tag else None
         settings = SearchSettings(args.dataset, target, args.trials, out=out, threads=args.threads,

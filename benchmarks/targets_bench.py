@@ -1,4 +1,4 @@
-"""Every edge target for the shipped FER models: accuracy of each real artifact on the model's held-out
+"""Every registered target for the shipped FER models: accuracy of each real artifact on the model's held-out
 test set (and its drop vs torch), latency / fps / power / energy labelled measured or modeled, plus
 each device cost model's error on published measurements (fit and held-out points separately).
 
@@ -18,9 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgefer.targets.bench import bench_model
-from edgefer.targets.command import format_table
-from edgefer.targets.costmodel import validation_report
+from edgefer.bench.command import format_table
+from edgefer.bench.rows import bench_model
+from edgefer.targets.costmodel import device_table, validation_report
 
 INT8_MAX_DROP_POINTS = 1.0  # the issue's bound on the full-integer artifact's accuracy drop
 
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=160)
     args.out.mkdir(parents=True, exist_ok=True)
-    reports = [validation_report(d) for d in ("coral", "jetson-nano", "rpi4", "ncs2")]
+    reports = [validation_report(d) for d in device_table()]  # every registered device with a cost model
     (args.out / "targets_validation.json").write_text(json.dumps(reports, indent=2) + "\n")
     console.print(validation_table(reports))
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
@@ -57,14 +57,14 @@ def main() -> None:
         result.update({"machine": machine, "seconds": time.time() - started,
                        "validation": {r["device"]: {k: r[k] for k in ("status", "mdape_fit", "mdape_holdout", "mdape_all")}
                                       for r in reports}})
-        coral = next((r for r in result["rows"] if r["target"] == "coral" and r.get("status") == "ok"), None)
+        coral = next((r for r in result["rows"] if r.target == "coral" and r.ok), None)
         if coral:
-            result["int8_drop_within_bound"] = coral["accuracy_drop_points"] <= INT8_MAX_DROP_POINTS
+            result["int8_drop_within_bound"] = coral.accuracy_drop_points <= INT8_MAX_DROP_POINTS
         path = args.out / f"targets_{name}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        path.write_text(json.dumps({**result, "rows": [r.to_dict() for r in result["rows"]]}, indent=2) + "\n")
         console.print(format_table(result))
         console.print(f"wrote {path}" + ("" if not coral else
-                      f"; int8 drop {coral['accuracy_drop_points']:+.2f} points (bound {INT8_MAX_DROP_POINTS})"))
+                      f"; int8 drop {coral.accuracy_drop_points:+.2f} points (bound {INT8_MAX_DROP_POINTS})"))
 
 
 if __name__ == "__main__":

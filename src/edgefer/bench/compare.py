@@ -22,14 +22,12 @@ from typing import Callable
 
 import numpy as np
 
-from edgefer.bench.rows import REALTIME_FPS, Row, Subject, target_row
+from edgefer.bench.rows import REALTIME_FPS, STUDY_ACCELERATOR, STUDY_CHIP, STUDY_HEADLINE, Row, Subject, target_row
 from edgefer.data.datasets import get_dataset
 from edgefer.errors import EdgeferError
 from edgefer.snn import STUDY_TIMESTEPS
 from edgefer.targets import get_target, target_classes
 
-# The study's headline (arXiv 2403.08792, abstract and conclusion): Loihi vs Coral Edge TPU.
-STUDY_HEADLINE = {"loihi_vs_coral_power": 100.0, "loihi_vs_coral_energy": 10.0, "source": "arXiv 2403.08792"}
 CACHE_VERSION = 2  # bump when a stage's row format changes
 
 
@@ -131,9 +129,9 @@ def _json_default(value):
 def headline(rows: list[Row]) -> dict:
     """The study's claims recomputed from our rows: neuromorphic chip vs Coral power and energy, real time."""
     ok = [r for r in rows if r.get("status") == "ok"]
-    coral = next((r for r in ok if r.get("target") == "coral"), None)
+    coral = next((r for r in ok if r.get("target") == STUDY_ACCELERATOR), None)
     out = {"study": STUDY_HEADLINE, "realtime_fps": REALTIME_FPS, "loihi_vs_coral": {}}
-    spiking = {r.get("input"): r for r in ok if r.get("target") == "loihi"}
+    spiking = {r.get("input"): r for r in ok if r.get("target") == STUDY_CHIP}
     for mode, loihi in spiking.items():
         if coral is None or not coral.get("power_w"):
             continue

@@ -9,7 +9,7 @@ import html
 import json
 from pathlib import Path
 
-from edgefer.bench.rows import REALTIME_FPS
+from edgefer.bench.rows import REALTIME_FPS, STUDY_ACCELERATOR, STUDY_CHIP
 from edgefer.pareto import pareto_front
 
 CSV_COLUMNS = ("target", "input", "model", "params", "macs", "artifact", "runtime", "accuracy", "accuracy_source", "n",
@@ -175,6 +175,7 @@ def _references(rows: list[dict]) -> dict[str, str]:
 
 def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
     """Sentences that set our Loihi vs Coral ratios beside the study's, and say why they differ."""
+
     rows = as_dicts(rows)
     head = summary["headline"]
     study = head["study"]
@@ -186,11 +187,11 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
                      f"(no static power): {ratio['power_ratio_dynamic_only']:.1f}x power, "
                      f"{ratio['energy_ratio_dynamic_only']:.2f}x energy. Accuracy difference (Loihi - Coral): "
                      f"{ratio['accuracy_points']:+.2f} points.")
-    coral = next((r for r in rows if r["target"] == "coral" and r.get("status") == "ok"), None)
+    coral = next((r for r in rows if r["target"] == STUDY_ACCELERATOR and r.get("status") == "ok"), None)
     if head["loihi_vs_coral"] and coral is not None:
         breakdown = coral.get("cost_breakdown") or {}
         fixed = sum(breakdown.get(k, 0.0) for k in ("overhead_s", "link_s"))
-        static = min(r["static_power_w"] for r in rows if r["target"] == "loihi" and r.get("status") == "ok")
+        static = min(r["static_power_w"] for r in rows if r["target"] == STUDY_CHIP and r.get("status") == "ok")
         lines.append(
             "Why ours differ from the study's: every power and energy figure here is modeled, none measured on the "
             "devices. Loihi's energy is Davies et al. 2018 Table 2 (pre-silicon per-operation figures) times our "
@@ -201,7 +202,7 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
             f"Loihi at {coral['power_w'] / 100 * 1e3:.0f} mW, below the chip's own idle power, so the study's "
             "figure can only compare dynamic (above-idle) power, or a higher Coral draw than its published "
             "active figure; our dynamic-only ratios are given above for that reason.")
-    loihi_models = {(r["model"], r["params"]) for r in rows if r["target"] == "loihi" and r.get("status") == "ok"}
+    loihi_models = {(r["model"], r["params"]) for r in rows if r["target"] == STUDY_CHIP and r.get("status") == "ok"}
     if coral is not None and loihi_models and any(name != coral["model"] for name, _ in loihi_models):
         lines.append("The rows compare networks as well as devices, as the study did: Coral runs "
                      f"{coral['model']} ({coral['params']:,} parameters) while Loihi runs "

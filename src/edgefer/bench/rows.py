@@ -16,6 +16,10 @@ from edgefer.targets.base import errors_of
 
 # The study's real-time bar: a target is real time above 28 frames per second (arXiv 2403.08792).
 REALTIME_FPS = 28.0
+# The study's headline (arXiv 2403.08792, abstract and conclusion): Loihi vs Coral Edge TPU, the two
+# targets its ratios compare.
+STUDY_HEADLINE = {"loihi_vs_coral_power": 100.0, "loihi_vs_coral_energy": 10.0, "source": "arXiv 2403.08792"}
+STUDY_CHIP, STUDY_ACCELERATOR = "loihi", "coral"
 
 
 def realtime(fps: float | None) -> bool | None:

@@ -207,3 +207,13 @@ def export_to_temp(target, model, calibration=None):
     """Export into a temporary folder; returns (artifact, cleanup)."""
     folder = Path(tempfile.mkdtemp(prefix=f"edgefer-{target.name}-"))
     return target.export(model, folder, calibration), lambda: shutil.rmtree(folder, ignore_errors=True)
+
+
+def int8_tflite_artifact(target, model, out_dir: Path, calibration: tuple[np.ndarray, str]) -> Artifact:
+    """The full-integer int8 TFLite (int8 input and output, PT2E quantisation) of the int8 accelerators."""
+    from edgefer.targets.export import export_tflite_int8
+
+    inputs, described = calibration
+    path = export_tflite_int8(model, out_dir / "model.int8.tflite", inputs)
+    return Artifact(target.name, path, target.artifact_format, "int8", [path.name],
+                    notes=[target.accuracy_note, f"calibrated on {described}"])

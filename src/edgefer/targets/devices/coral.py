@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edgefer.targets.base import Artifact, Violation
-from edgefer.targets.common import BaseTarget
+from edgefer.targets.common import BaseTarget, int8_tflite_artifact
 from edgefer.targets.registry import SearchHints, register_target
-from edgefer.targets.export import export_tflite_int8
 from edgefer.targets.runtimes import tflite_interpreter
 
 INTEGER_TYPES = ("int8", "uint8")  # what the Edge TPU computes with; int32 only holds biases and shape operands
@@ -103,7 +102,4 @@ class CoralTarget(BaseTarget):
         return problems + edgetpu_mapping(ops)
 
     def _export(self, model, out_dir: Path, calibration) -> Artifact:
-        inputs, described = calibration
-        path = export_tflite_int8(model, out_dir / "model.int8.tflite", inputs)
-        return Artifact(self.name, path, self.artifact_format, "int8", [path.name],
-                        notes=[self.accuracy_note, f"calibrated on {described}"])
+        return int8_tflite_artifact(self, model, out_dir, calibration)

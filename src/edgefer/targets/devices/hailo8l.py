@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgefer.targets.base import Artifact
-from edgefer.targets.common import BaseTarget
-from edgefer.targets.export import export_tflite_int8
+from edgefer.targets.common import BaseTarget, int8_tflite_artifact
 from edgefer.targets.registry import register_target
 
 
@@ -32,7 +31,4 @@ class Hailo8lTarget(BaseTarget):
                      "not installable here")
 
     def _export(self, model, out_dir: Path, calibration) -> Artifact:
-        inputs, described = calibration
-        path = export_tflite_int8(model, out_dir / "model.int8.tflite", inputs)
-        return Artifact(self.name, path, self.artifact_format, "int8", [path.name],
-                        notes=[self.accuracy_note, f"calibrated on {described}"])
+        return int8_tflite_artifact(self, model, out_dir, calibration)

@@ -141,6 +141,23 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def write_trial_log(settings, study) -> Path:
+    """``trial_runs.log``: one line per trial this folder's workers trained to an end (number, state,
+    worker, seconds), the audit of "each trial once". It is written from the study itself, so it never
+    lists a trial the study does not hold as finished (a worker killed after training but before the
+    study stored the result leaves that trial FAIL, and out of the log)."""
+    out = str(settings.out.resolve())
+    lines = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        if t.state.name in ("COMPLETE", "PRUNED") and "infeasible" not in attrs and attrs.get("out") == out:
+            seconds = t.duration.total_seconds() if t.duration is not None else float("nan")
+            lines.append(f"{t.number}\t{t.state.name.lower()}\t{attrs.get('worker')}\t{seconds:.1f}\n")
+    path = settings.out / "trial_runs.log"
+    _write_atomic(path, "".join(lines))
+    return path
+
+
 def write_outputs(settings, study, data, target) -> dict:
     """trials.csv, pareto.png, best.safetensors + best.json (model card), summary.json."""
     from edgefer.automl.study import finished_count, model_card_base
@@ -149,6 +166,7 @@ def write_outputs(settings, study, data, target) -> dict:
     out = settings.out
     rows = trial_rows(study)
     write_csv(rows, out / "trials.csv")
+    write_trial_log(settings, study)
     front = pareto_front(rows)
     best = best_row(rows, settings.objective)
     reference = study.user_attrs["reference"]

@@ -75,7 +75,6 @@ class Objective:
         self.reference = reference
         self.base_config = base_train_config(settings.dataset)
         self.trials_dir = settings.out / "trials"
-        self.log = settings.out / "trial_runs.log"
 
     def __call__(self, trial):
         import optuna
@@ -89,16 +88,12 @@ class Objective:
         if problems:
             trial.set_user_attr("infeasible", [str(v) for v in problems])
             raise optuna.TrialPruned("infeasible: " + "; ".join(str(v) for v in problems))
-        worker = f"{socket.gethostname()}:{os.getpid()}"
-        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("out", str(settings.out.resolve()))  # whose audit log lists it (report.write_trial_log)
         trial.set_user_attr("train_config", config.to_dict())
         started = time.time()
-        try:
-            result = train(spec, self.data.train, self.data.validation, config, progress=False,
-                           on_epoch=self._pruning_hook(trial))
-        except optuna.TrialPruned:
-            self._log(trial.number, "pruned", worker, time.time() - started)
-            raise
+        result = train(spec, self.data.train, self.data.validation, config, progress=False,
+                       on_epoch=self._pruning_hook(trial))
         model = result.model
         model.info = model_card_base(settings, self.data)
         cost, extra = self.target.search_cost(model, self.data.validation)
@@ -107,16 +102,9 @@ class Objective:
                **model.summary(), "checkpoint": str(path.resolve()), "train_seconds": round(time.time() - started, 1)}
         for key, value in row.items():
             trial.set_user_attr(key, value)
-        self._log(trial.number, "complete", worker, time.time() - started)
         if settings.objective == "hierarchical":
             return hierarchical_cost(row["val_accuracy"], row["pdp_j"], self.reference["pdp_j"], settings.tolerance)
         return row["val_accuracy"], row["latency_s"], row["energy_j"]
-
-    def _log(self, number: int, state: str, worker: str, seconds: float) -> None:
-        """One line per trial that trained: which worker ran it (the audit of "each trial once")."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("a") as handle:
-            handle.write(f"{number}\t{state}\t{worker}\t{seconds:.1f}\n")
 
     def _pruning_hook(self, trial):
         import optuna

@@ -3,7 +3,8 @@
 ``check(spec_or_artifact) -> violations``, ``export(model, out_dir) -> Artifact``,
 ``run(artifact, inputs) -> logits``, ``cost(artifact_or_spec) -> Cost`` and
 ``evaluate(artifact, inputs) -> (logits, Cost)`` (both from one run: a spiking chip's cost depends on
-the spikes of the inputs). Every Cost says whether its
+the spikes of the inputs). Behind ``cost``: ``modeled_cost(spec)`` on modeled devices (the layer
+table of the ArchSpec), ``measure(artifact)`` on measured ones (timed runs of the real artifact). Every Cost says whether its
 latency was ``measured`` here in a real runtime or ``modeled`` by the analytical model, and names the
 citations of the constants it used.
 """

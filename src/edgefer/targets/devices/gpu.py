@@ -60,7 +60,10 @@ class GpuTarget(BaseTarget):
     def cost(self, subject) -> Cost:
         if not isinstance(subject, (Artifact, str, Path)):
             raise EdgeferError("gpu cost is measured: export the model first and pass the artifact")
-        artifact = subject if isinstance(subject, Artifact) else Artifact.load(subject)
+        return self.measure(subject if isinstance(subject, Artifact) else Artifact.load(subject))
+
+    def measure(self, artifact: Artifact) -> Cost:
+        """Measured latency of batch-1 inference on the GPU (synchronised); no power figure."""
         module = self._module(artifact)
         x = torch.zeros(artifact.input_shape, device="cuda")
         with torch.no_grad():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -39,20 +40,22 @@ class HostTarget(BaseTarget):
         self.threads, self.warmup, self.runs = threads, warmup, runs
 
     def cost(self, subject) -> Cost:
+        """The measured cost of an artifact (or of a model, exported to a temporary folder first)."""
+        if isinstance(subject, (Artifact, str, Path)):
+            return self.measure(subject if isinstance(subject, Artifact) else Artifact.load(subject))
+        artifact, cleanup = export_to_temp(self, subject)
+        try:
+            return self.measure(artifact)
+        finally:
+            cleanup()
+
+    def measure(self, artifact: Artifact) -> Cost:
         """Measured latency of batch-1 inference: warm-up, then >= 200 timed runs; power is not
         measurable here (no RAPL / power meter), so power and energy stay None."""
-        cleanup = None
-        if not isinstance(subject, (Artifact, str)):
-            subject, cleanup = export_to_temp(self, subject)
-        artifact = subject if isinstance(subject, Artifact) else Artifact.load(subject)
-        try:
-            with pinned_threads(self.threads) as pin:
-                runner = make_runner(artifact, threads=self.threads)
-                x = np.random.default_rng(0).random(artifact.input_shape, dtype=np.float32)
-                stats = time_calls(lambda: runner(x), self.warmup, self.runs)
-        finally:
-            if cleanup:
-                cleanup()
+        with pinned_threads(self.threads) as pin:
+            runner = make_runner(artifact, threads=self.threads)
+            x = np.random.default_rng(0).random(artifact.input_shape, dtype=np.float32)
+            stats = time_calls(lambda: runner(x), self.warmup, self.runs)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         breakdown = {**stats, "threads": self.threads, "pinned_cpus": pin.cpus, "cpu": cpu_name(),
                      "cpus_visible": os.cpu_count(), "load_average_1min": load, "warmup": self.warmup}

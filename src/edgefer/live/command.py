@@ -42,4 +42,6 @@ def live_command(
         print(format_summary(summary))
         written = [str(p) for p in (out, jsonl) if p is not None]
         if written:
-            print(f"wrote {', '.join(written)}")
+            print(f"wrote {', '.join(written)}" + (" (the frames up to the interruption)" if summary["interrupted"] else ""))
+    if summary["interrupted"]:
+        raise typer.Exit(130)  # the shell's code for a run stopped by Ctrl-C

@@ -121,6 +121,9 @@ class AnnotatedOutput:
             target_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EdgeferError(f"cannot create the output folder ({exc.strerror})", target_dir) from None
+        # A video or image is written under a temporary name and moved into place by close(): a failed
+        # run leaves any earlier file of that name as it was.
+        self.writing = partial_path(self.path) if self.kind != "folder" else self.path
         self.fps = fps or 25.0
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
@@ -130,7 +133,7 @@ class AnnotatedOutput:
         if self.kind == "video":
             if self.writer is None:
                 self.size = (image.shape[1], image.shape[0])
-                self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()]),
+                self.writer = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*VIDEO_FOURCC[self.path.suffix.lower()]),
                                               self.fps, self.size)
                 if not self.writer.isOpened():
                     raise EdgeferError("cannot open a video writer for this file (codec or permission)", self.path)
@@ -138,14 +141,40 @@ class AnnotatedOutput:
                 image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
             self.writer.write(image)
         else:
-            target = self.path if self.kind == "image" else self.path / _frame_file_name(frame)
+            target = self.writing if self.kind == "image" else self.path / _frame_file_name(frame)
             if not cv2.imwrite(str(target), image):
                 raise EdgeferError("could not write the annotated image", target)
         self.written += 1
 
-    def close(self) -> None:
+    def close(self, commit: bool = True) -> None:
+        """Finish the file: moved into place (``commit``), or dropped after a failed run."""
         if self.writer is not None:
             self.writer.release()
+        if self.kind != "folder" and self.writing.exists():
+            if commit:
+                os.replace(self.writing, self.path)
+            else:
+                self.writing.unlink()
+
+
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is complete (same folder, same suffix, hidden)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def refuse_overwriting_inputs(source, outputs: dict[str, Path | None]) -> None:
+    """An output that is one of the source's files, or lies inside its input folder, would destroy or
+    pollute the input: refused before anything is opened for writing."""
+    inputs = {Path(p).resolve() for p in source.inputs}
+    folder = source.input_folder.resolve() if source.input_folder is not None else None
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in inputs:
+            raise EdgeferError(f"{flag} is the input itself: writing it would destroy the input", path)
+        if folder is not None and (resolved == folder or folder in resolved.parents):
+            raise EdgeferError(f"{flag} lies inside the input folder {folder}: choose a place outside it", path)
 
 
 def _frame_file_name(frame: Frame) -> str:
@@ -310,7 +339,9 @@ def run_live(source_spec: str, config: LiveConfig | None = None,
     setup_start = time.perf_counter()
     source = open_source(source_spec)
     output, jsonl, show = None, None, False
+    committed = False
     try:
+        refuse_overwriting_inputs(source, {"--out": config.out, "--jsonl": config.jsonl})
         still = source.kind == "images"
         if config.out is not None:
             single = still and len(getattr(source, "files", [])) == 1
@@ -320,7 +351,7 @@ def run_live(source_spec: str, config: LiveConfig | None = None,
         if config.jsonl is not None:
             try:
                 Path(config.jsonl).parent.mkdir(parents=True, exist_ok=True)
-                jsonl = open(config.jsonl, "w", encoding="utf-8")
+                jsonl = open(partial_path(Path(config.jsonl)), "w", encoding="utf-8")
             except OSError as exc:
                 raise EdgeferError(f"cannot write the JSON lines file ({exc.strerror})", config.jsonl) from None
         pipeline = LivePipeline(classifier, model.input_mode, config, still)
@@ -329,12 +360,17 @@ def run_live(source_spec: str, config: LiveConfig | None = None,
             sys.stderr.write("warning: no display (or a headless OpenCV build): running without a window\n")
         setup_s = time.perf_counter() - setup_start
         summary = _run_loop(source, pipeline, config, output, jsonl, show, on_frame)
+        committed = True
     finally:
         source.close()
         if output is not None:
-            output.close()
+            output.close(commit=committed)
         if jsonl is not None:
             jsonl.close()
+            if committed:
+                os.replace(jsonl.name, config.jsonl)
+            else:
+                Path(jsonl.name).unlink(missing_ok=True)
         if show:
             cv2.destroyWindow(WINDOW)
     summary.update({"source": str(source_spec), "kind": source.kind, "model": config.model,
@@ -426,7 +462,8 @@ def format_summary(summary: dict) -> str:
     """One line: frames, faces, fps, face-found rate, per-stage latency median/p90 in ms."""
     stages = ", ".join(f"{stage} {v['median']:.2f}/{v['p90']:.2f}" + (f" (x{v['n']})" if stage == "detect" else "")
                        for stage, v in summary["latency_ms"].items())
-    return (f"{summary['frames']} frames ({summary['broken_frames']} broken), {summary['faces']} faces in "
+    stopped = "interrupted after " if summary.get("interrupted") else ""
+    return (f"{stopped}{summary['frames']} frames ({summary['broken_frames']} broken), {summary['faces']} faces in "
             f"{summary['tracks']} tracks, face found in {100 * summary['face_found_rate']:.1f} % of frames, "
             f"{summary['fps']:.1f} fps end to end ({summary['backend']}, {summary['frames_per_cpu_s'] or 0:.1f} frames per "
             f"CPU-second); latency ms median/p90: {stages}")

@@ -37,6 +37,8 @@ class FrameSource:
 
     kind = "source"
     fps: float | None = None  # nominal frame rate, when the source knows one
+    inputs: tuple[Path, ...] = ()  # the files it reads (outputs must never be one of them)
+    input_folder: Path | None = None  # the folder it reads, for a folder source
 
     def __init__(self, description: str):
         self.description = description
@@ -68,7 +70,9 @@ def open_source(spec: str) -> FrameSource:
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise EdgeferError(f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})", path)
-        return ImageSource(files, str(path))
+        source = ImageSource(files, str(path))
+        source.input_folder = path
+        return source
     if not path.exists():
         raise EdgeferError("no such file, folder or camera", path)
     if not path.is_file():
@@ -92,6 +96,7 @@ class ImageSource(FrameSource):
     def __init__(self, files: list[Path], description: str, strict: bool = False):
         super().__init__(description)
         self.files = files
+        self.inputs = tuple(files)
         self.strict = strict
         first = _decode_image(files[0])  # fail early on a single bad photo
         if first is None and (strict or len(files) == 1):
@@ -118,6 +123,7 @@ class VideoSource(FrameSource):
     def __init__(self, path: Path):
         super().__init__(str(path))
         self.path = path
+        self.inputs = (path,)
         # One decoder thread: as fast as FFmpeg's default of one per core on a 640x360 H.264 stream
         # (~1,100 fps here), and it leaves the other core to detection and classification.
         self.capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])

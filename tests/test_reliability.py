@@ -1,0 +1,82 @@
+"""No data loss and no tracebacks on careless use: outputs never overwrite inputs, failed runs leave
+earlier outputs alone, interrupted runs say so, bad caches and bad files are clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgefer.errors import EdgeferError
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _edgefer(*args, cwd=None):
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    return subprocess.run([sys.executable, "-m", "edgefer.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=cwd)
+
+
+@pytest.fixture
+def clip(video_dir, tmp_path) -> Path:
+    return Path(shutil.copy(video_dir / "single_face.mp4", tmp_path / "clip.mp4"))
+
+
+@pytest.mark.parametrize("flag", ["--out", "--jsonl"])
+def test_live_refuses_to_write_over_its_input(clip, flag):
+    before = _digest(clip)
+    proc = _edgefer("live", clip, flag, clip, "--max-frames", "5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: {clip}: {flag} is the input itself: writing it would destroy the input"
+    assert _digest(clip) == before
+
+
+def test_live_refuses_outputs_inside_an_input_folder_or_over_a_globbed_file(images_dir, tmp_path):
+    from edgefer.live.pipeline import LiveConfig, run_live
+
+    photos = Path(shutil.copytree(images_dir, tmp_path / "photos"))
+    before = {p.name: _digest(p) for p in photos.iterdir()}
+    with pytest.raises(EdgeferError, match="lies inside the input folder"):
+        run_live(str(photos), LiveConfig(out=photos / "annotated"))
+    with pytest.raises(EdgeferError, match="lies inside the input folder"):
+        run_live(str(photos), LiveConfig(jsonl=photos / "faces.jsonl"))
+    with pytest.raises(EdgeferError, match="is the input itself"):
+        run_live(str(photos / "*.jpg"), LiveConfig(out=photos / "single_face.jpg"))
+    assert {p.name: _digest(p) for p in photos.iterdir()} == before  # nothing added, nothing changed
+
+
+def test_a_failed_live_run_leaves_the_earlier_outputs_as_they_were(clip, tmp_path):
+    from edgefer.live.pipeline import LiveConfig, run_live
+
+    out, jsonl = tmp_path / "annotated.mp4", tmp_path / "faces.jsonl"
+    out.write_bytes(b"an earlier run's video")
+    jsonl.write_text("an earlier run's lines\n")
+    with pytest.raises(EdgeferError, match="no-such-model"):
+        run_live(str(clip), LiveConfig(model="no-such-model", out=out, jsonl=jsonl))
+    assert out.read_bytes() == b"an earlier run's video" and jsonl.read_text() == "an earlier run's lines\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "clip.mp4", "faces.jsonl"]  # no partial files
+
+
+def test_an_interrupted_live_run_keeps_its_frames_and_says_so(clip, tmp_path):
+    from edgefer.live.pipeline import LiveConfig, format_summary, run_live
+
+    seen = []
+
+    def stop_after_three(frame, faces):
+        seen.append(frame.index)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    jsonl = tmp_path / "faces.jsonl"
+    summary = run_live(str(clip), LiveConfig(jsonl=jsonl, out=tmp_path / "annotated.mp4"), on_frame=stop_after_three)
+    assert summary["interrupted"] and format_summary(summary).startswith("interrupted after ")
+    assert len(jsonl.read_text().splitlines()) == summary["frames"] >= 2
+    assert (tmp_path / "annotated.mp4").stat().st_size > 0

@@ -80,3 +80,49 @@ def test_an_interrupted_live_run_keeps_its_frames_and_says_so(clip, tmp_path):
     assert summary["interrupted"] and format_summary(summary).startswith("interrupted after ")
     assert len(jsonl.read_text().splitlines()) == summary["frames"] >= 2
     assert (tmp_path / "annotated.mp4").stat().st_size > 0
+
+
+# --- compare: a bad cache entry is recomputed; report files are written all or none ---------------------
+@pytest.fixture(scope="module")
+def compared_once(tmp_path_factory):
+    from compare_fixtures import tiny_model_set
+    from edgefer.bench.compare import CompareConfig, run_compare
+
+    folder = tmp_path_factory.mktemp("reliable-compare")
+    config = CompareConfig(dataset="ckplus", timesteps=2, models=tiny_model_set(folder / "models"))
+    run_compare(config, folder / "out", progress=False)
+    return config, folder / "out"
+
+
+def test_a_corrupt_cache_entry_is_recomputed_not_a_traceback(compared_once):
+    from edgefer.bench.compare import run_compare
+
+    config, out = compared_once
+    entries = sorted((out / "cache").glob("*.json"))
+    damage = [b"{}", b"null", b"[1, 2]", b'{"target": 5, "status": "ok"}', b"\xff\xfe not utf-8"]
+    damaged = {}
+    for entry, content in zip(entries, damage):
+        entry.write_bytes(content)
+        damaged[entry.name.rsplit("-", 1)[0]] = content
+    comparison = run_compare(config, out, progress=False)
+    assert set(comparison.summary["cached_stages"]).isdisjoint(damaged)  # each damaged stage was computed again
+    assert len(comparison.summary["cached_stages"]) == len(comparison.rows) - len(damaged)
+    assert all(r.ok for r in comparison.rows)
+
+
+def test_report_files_are_written_all_or_none(compared_once, monkeypatch):
+    from edgefer.bench import report
+    from edgefer.bench.compare import run_compare
+
+    config, out = compared_once
+    before = {name: _digest(out / name) for name in ("results.json", "results.csv", "summary.json", "report.md",
+                                                      "report.html")}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("rendering failed")
+
+    monkeypatch.setattr(report, "_html", broken)
+    with pytest.raises(RuntimeError, match="rendering failed"):
+        run_compare(config, out, progress=False)
+    assert {name: _digest(out / name) for name in before} == before
+    assert not list(out.glob(".report-partial-*"))  # the staging folder is gone

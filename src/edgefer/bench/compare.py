@@ -88,15 +88,18 @@ class StageCache:
         text = json.dumps({**inputs, "cache_version": CACHE_VERSION, "edgefer": __version__}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def run(self, stage: str, key: str, compute: Callable[[], dict]) -> dict:
+    def run(self, stage: str, key: str, compute: Callable[[], dict], valid: Callable[[object], bool]) -> dict:
+        """The cached value when one is stored and passes ``valid``; else computed (and stored). A corrupt
+        entry (a stage interrupted while writing, a hand-edited or damaged file) is computed again."""
         path = self.folder / f"{stage}-{key}.json"
         if not self.fresh and path.is_file():
             try:
-                value = json.loads(path.read_text())
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                value = None
+            if value is not None and valid(value):
                 self.hits.append(stage)
                 return value
-            except json.JSONDecodeError:
-                pass  # a stage interrupted while writing: compute it again
         value = compute()
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -196,7 +199,8 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comp
             target = get_target(stage.target, **options)
             key = cache.key(stage=stage.name, subject=current.digest, code=code_digest(target),
                             options=stage_options(target, options))
-            row = cache.run(stage.name, key, lambda: target_row(target, current, out / "artifacts").to_dict())
+            row = cache.run(stage.name, key, lambda: target_row(target, current, out / "artifacts").to_dict(),
+                            lambda cached: Row.is_valid(cached, stage.target))
             rows.append(Row.from_dict(row))
             bar.advance(task)
     summary = {

@@ -6,7 +6,11 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from edgefer.bench.rows import REALTIME_FPS, STUDY_ACCELERATOR, STUDY_CHIP
@@ -295,20 +299,36 @@ simulated spiking network).</p>
 
 
 def write_report(rows, summary: dict, out: Path) -> dict[str, str]:
+    """Every report file, all or none: rendered first into a staging folder inside ``out``, then moved
+    into place, so a failure while rendering leaves the previous report whole."""
     rows = as_dicts(rows)
     out.mkdir(parents=True, exist_ok=True)
-    plots = _plots(rows, out / "plots")
-    files = {"results_json": out / "results.json", "results_csv": out / "results.csv", "summary": out / "summary.json",
-             "report_md": out / "report.md", "report_html": out / "report.html"}
-    files["results_json"].write_text(json.dumps(rows, indent=2) + "\n")
-    with open(files["results_csv"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
+    names = {"results_json": "results.json", "results_csv": "results.csv", "summary": "summary.json",
+             "report_md": "report.md", "report_html": "report.html"}
+    files = {key: str(out / name) for key, name in names.items()}
+    staging = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
+    try:
+        plots = _plots(rows, staging / "plots")
+        csv_text = io.StringIO()
+        writer = csv.DictWriter(csv_text, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, "citations": " ".join(r.get("citations") or [])})
-    table = table_rows(rows)
-    files["report_md"].write_text(_markdown(rows, summary, plots, out))
-    files["report_html"].write_text(_html(table, summary, plots, rows))
-    named = {k: str(v) for k, v in files.items()}
-    files["summary"].write_text(json.dumps({**summary, "files": named}, indent=2) + "\n")
-    return named
+        texts = {"results_json": json.dumps(rows, indent=2) + "\n", "results_csv": csv_text.getvalue(),
+                 "report_md": _markdown(rows, summary, plots, out),
+                 "report_html": _html(table_rows(rows), summary, plots, rows),
+                 "summary": json.dumps({**summary, "files": files}, indent=2) + "\n"}
+        for key, text in texts.items():
+            (staging / names[key]).write_text(text, encoding="utf-8")
+        final_plots = out / "plots"
+        final_plots.mkdir(exist_ok=True)
+        for stale in final_plots.glob("*.png"):
+            if stale.name not in {path.name for path in plots.values()}:
+                stale.unlink()
+        for path in plots.values():
+            os.replace(path, final_plots / path.name)
+        for key in texts:
+            os.replace(staging / names[key], out / names[key])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return files

@@ -125,6 +125,23 @@ class Row:
         return cls(**{k: v for k, v in data.items() if k in known},
                    figures={k: v for k, v in data.items() if k not in known})
 
+    @classmethod
+    def is_valid(cls, data, target: str) -> bool:
+        """Whether stored row data (a cache entry) is a complete row of ``target``: the right keys with the
+        right types, so that the report can use it as it is."""
+        if not isinstance(data, dict) or data.get("target") != target or data.get("status") not in ("ok", "skipped"):
+            return False
+        if not all(isinstance(data.get(k), str) for k in ("input", "model", "runtime")):
+            return False
+        numbers = ("accuracy", "latency_s", "fps", "power_w", "energy_j", "pdp_j", "reference_accuracy",
+                   "accuracy_drop_points")
+        values = [data.get(k) for k in numbers]
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
+            return False
+        if data["status"] == "ok" and any(data.get(k) is None for k in ("accuracy", "latency_s", "fps", "source")):
+            return False
+        return isinstance(data.get("citations", []), list) and isinstance(data.get("notes", []), list)
+
     def get(self, key: str, default=None):
         """A field or a figure by name (the report reads rows of every target alike)."""
         if key in self.figures:

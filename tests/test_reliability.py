@@ -126,3 +126,43 @@ def test_report_files_are_written_all_or_none(compared_once, monkeypatch):
         run_compare(config, out, progress=False)
     assert {name: _digest(out / name) for name in before} == before
     assert not list(out.glob(".report-partial-*"))  # the staging folder is gone
+
+
+# --- bounded resources ----------------------------------------------------------------------------------
+def _crafted_checkpoint(path: Path, arch: dict) -> Path:
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from edgefer.nn.model import FORMAT
+
+    header = {"format": FORMAT, "arch": arch, "classes": ["a", "b"], "input_mode": "gray"}
+    save_file({"conv1_1.weight": torch.zeros(2)}, str(path), metadata={"edgefer": json.dumps(header)})
+    return path
+
+
+def test_a_crafted_header_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    from edgefer.nn import spec
+    from edgefer.nn.model import FerModel
+
+    huge = _crafted_checkpoint(tmp_path / "huge.safetensors", {"filters": [30000, 30000, 30000], "num_classes": 2})
+    built = []
+    real_build = spec.ArchSpec.build
+    monkeypatch.setattr(spec.ArchSpec, "build", lambda self: built.append(1) or real_build(self))
+    with pytest.raises(EdgeferError, match=r"asks for [\d,]+ parameters, more than the 100,000,000"):
+        FerModel.load(huge)
+    small = _crafted_checkpoint(tmp_path / "small.safetensors", {"filters": [4], "dense": [8], "num_classes": 2})
+    with pytest.raises(EdgeferError, match=r"weights do not match the stored ArchSpec \(conv1_1.weight is \(2,\) in the file"):
+        FerModel.load(small)
+    assert len(built) == 2  # only the shape-only (meta) layouts: no real network was allocated
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-T", "100000"], "T=100000 at batch size 64 needs"),
+    (["--batch-size", "0"], "--timesteps and --batch-size must be at least 1"),
+])
+def test_snn_eval_bounds_its_memory(data_dir, args, message):
+    proc = _edgefer("snn", "eval", "--model", "ckplus-loihi", "--data", "ckplus", "--heldout", *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and message in proc.stderr
+    assert proc.stderr.count("\n") == 1

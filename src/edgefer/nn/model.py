@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,30 @@ from edgefer.errors import EdgeferError
 from edgefer.nn.spec import ArchSpec
 
 FORMAT = "edgefer-checkpoint/1"
+
+
+# A FER CNN for edge devices has a few million parameters; a header asking for far more is corrupt or
+# crafted, and building it would take the memory of the machine.
+MAX_PARAMETERS = 100_000_000
+
+
+def _check_tensors(spec: ArchSpec, state: dict, path: Path) -> None:
+    """The ArchSpec of a header against the tensors the file really holds, before anything is allocated:
+    the network is laid out on the meta device (shapes only) and compared tensor by tensor."""
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in spec.build().state_dict().items()}
+    parameters = sum(math.prod(shape) for shape in expected.values())
+    if parameters > MAX_PARAMETERS:
+        raise EdgeferError(f"the stored ArchSpec asks for {parameters:,} parameters, more than the {MAX_PARAMETERS:,} "
+                           "an edgefer model may have (corrupt or crafted header)", path)
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if found != expected:
+        missing = sorted(set(expected) - set(found))
+        unexpected = sorted(set(found) - set(expected))
+        wrong = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
+        detail = (f"{wrong[0]} is {found[wrong[0]]} in the file, {expected[wrong[0]]} in the ArchSpec" if wrong else
+                  f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}")
+        raise EdgeferError(f"weights do not match the stored ArchSpec ({detail})", path)
 
 
 @dataclass
@@ -102,6 +127,7 @@ class FerModel:
         if missing or not isinstance(header["arch"], dict) or not isinstance(header["classes"], list):
             raise EdgeferError(f"checkpoint metadata lacks or garbles {sorted(missing) or ['arch', 'classes']}", path)
         spec = ArchSpec.from_dict(header["arch"], str(path))
+        _check_tensors(spec, state, path)
         module = spec.build()
         try:
             module.load_state_dict(state, strict=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from edgefer.snn.loihi import LoihiCost, cost, partition
 from edgefer.snn.simulate import ENCODINGS, READOUTS, LayerStats, SimResult, simulate
 
 PRECISIONS = ("loihi", "float")
+MAX_SPIKE_BYTES = 4 * 2 ** 30  # memory one simulated batch's input spikes may take
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class SnnOptions:
     seed: int = 0
 
     def __post_init__(self):
+        if self.timesteps < 1 or self.batch_size < 1:
+            raise EdgeferError(f"--timesteps and --batch-size must be at least 1, got {self.timesteps} and {self.batch_size}")
         if self.precision not in PRECISIONS:
             raise EdgeferError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.readout not in READOUTS:
@@ -105,6 +109,13 @@ def run_snn(net: SpikingNet, inputs: np.ndarray, timesteps: int, encoding: str =
         raise EdgeferError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     if len(inputs) == 0:
         raise EdgeferError("no images to simulate")
+    if timesteps < 1 or batch_size < 1:
+        raise EdgeferError(f"timesteps and batch size must be at least 1, got {timesteps} and {batch_size}")
+    # The input spike trains of one batch are held whole (float32 plus a uint8 copy in Loihi mode).
+    spike_bytes = timesteps * min(batch_size, len(inputs)) * math.prod(net.input_shape) * 5
+    if spike_bytes > MAX_SPIKE_BYTES:
+        raise EdgeferError(f"T={timesteps} at batch size {batch_size} needs {spike_bytes / 2 ** 30:.1f} GiB for the input "
+                           f"spikes, over the {MAX_SPIKE_BYTES / 2 ** 30:.0f} GiB limit: lower --timesteps or --batch-size")
     parts = []
     for start in range(0, len(inputs), batch_size):
         rates = net.rates(inputs[start : start + batch_size])

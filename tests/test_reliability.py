@@ -166,3 +166,61 @@ def test_snn_eval_bounds_its_memory(data_dir, args, message):
     proc = _edgefer("snn", "eval", "--model", "ckplus-loihi", "--data", "ckplus", "--heldout", *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and message in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+# --- loaders: every bad file is one clear error ------------------------------------------------------------
+def _npz(path: Path, **arrays) -> Path:
+    import numpy as np
+
+    base = {"images": np.zeros((2, 48, 48), np.uint8), "labels": np.array([0, 1])}
+    np.savez(path, **{**base, **arrays})
+    return path
+
+
+def test_npz_problems_are_clear_errors(tmp_path):
+    import numpy as np
+
+    from edgefer.data.loaders import load_npz
+
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, images=np.random.default_rng(0).integers(0, 255, (50, 48, 48), dtype=np.uint8),
+                        labels=np.arange(50) % 7)
+    damaged = tmp_path / "damaged.npz"
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # inside the compressed images stream
+    damaged.write_bytes(bytes(data))
+    cases = {
+        damaged: "not a readable npz file",
+        _npz(tmp_path / "classes0d.npz", classes=np.array("happy")): "'classes' must be a 1-D array",
+        _npz(tmp_path / "half.npz", labels=np.array([[0.5, 0.5], [1, 0]])): "are not one-hot rows",
+        _npz(tmp_path / "signed.npz", labels=np.array([[2, -1], [1, 0]])): "are not one-hot rows",
+        _npz(tmp_path / "int16.npz", images=np.full((2, 48, 48), 300, np.int16)): "outside 0..255",
+        _npz(tmp_path / "negative.npz", images=np.full((2, 48, 48), -0.5, np.float32)): "outside 0..255",
+    }
+    for path, message in cases.items():
+        with pytest.raises(EdgeferError, match=message) as info:
+            load_npz(path)
+        assert str(path) in str(info.value)
+
+
+def _csv(path: Path, text: str, bom: bool = False) -> Path:
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    return path
+
+
+def test_csv_problems_are_clear_errors_and_excel_files_load(tmp_path, capsys):
+    from edgefer.data.loaders import load_kaggle_csv
+
+    pixels = " ".join(["7"] * 48 * 48)
+    excel = _csv(tmp_path / "excel.csv", f"emotion,pixels,Usage\n3,{pixels},PublicTest\n0,{pixels},Training\n", bom=True)
+    assert len(load_kaggle_csv(excel, "test")) == 1
+    cases = {
+        _csv(tmp_path / "quote.csv", f'emotion,pixels\n3,"{pixels}\n'): "not valid CSV",
+        _csv(tmp_path / "overflow.csv", f"emotion,pixels\n3,99999999999999999999999 {pixels}\n"): "malformed row",
+    }
+    for path, message in cases.items():
+        with pytest.raises(EdgeferError, match=message):
+            load_kaggle_csv(path)
+    no_usage = _csv(tmp_path / "no_usage.csv", f"emotion,pixels\n3,{pixels}\n0,{pixels}\n")
+    assert len(load_kaggle_csv(no_usage, "test")) == 2
+    assert "no Usage column, so the test split cannot be picked: reading every row" in capsys.readouterr().err

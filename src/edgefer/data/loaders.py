@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -114,11 +116,14 @@ def load_npz(path: str | Path) -> FaceDataset:
             if missing:
                 raise EdgeferError(f"npz lacks the array(s) {sorted(missing)}; it has {npz.files}", path)
             images, labels = npz["images"], npz["labels"]
-            names = [str(c) for c in npz["classes"]] if "classes" in npz.files else None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            classes = npz["classes"] if "classes" in npz.files else None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
         if isinstance(exc, EdgeferError):
             raise
         raise EdgeferError(f"not a readable npz file ({exc})", path) from None
+    if classes is not None and classes.ndim != 1:
+        raise EdgeferError(f"'classes' must be a 1-D array of class names, got shape {classes.shape}", path)
+    names = None if classes is None else [str(c) for c in classes]
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -128,12 +133,18 @@ def load_npz(path: str | Path) -> FaceDataset:
     if images.dtype != np.uint8:
         if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
             raise EdgeferError("images contain NaN or infinite values", path)
-        if np.issubdtype(images.dtype, np.floating) and images.size and images.max() <= 1.0:
+        low, high = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
+        # Pixel values are 0..255, or 0..1 for float images: anything else is not an image we can read.
+        if low < 0 or high > 255:
+            raise EdgeferError(f"pixel values span {low:g}..{high:g}, outside 0..255 (or 0..1 for float images)", path)
+        if np.issubdtype(images.dtype, np.floating) and high <= 1.0:
             images = images * 255.0
-        images = np.clip(np.round(images), 0, 255).astype(np.uint8)
+        images = np.round(images).astype(np.uint8)
     if labels.ndim == 2:  # one-hot
-        if labels.shape[0] != len(images) or not np.all(labels.sum(axis=1) == 1):
-            raise EdgeferError(f"labels of shape {labels.shape} are not one-hot rows for {len(images)} images", path)
+        one_hot = labels.shape[0] == len(images) and np.isin(labels, (0, 1)).all() and np.all(labels.sum(axis=1) == 1)
+        if not one_hot:
+            raise EdgeferError(f"labels of shape {labels.shape} are not one-hot rows (one 1, the rest 0) for "
+                               f"{len(images)} images", path)
         labels = labels.argmax(axis=1)
     if labels.ndim != 1 or len(labels) != len(images):
         raise EdgeferError(f"{len(images)} images but labels of shape {labels.shape}", path)
@@ -154,12 +165,17 @@ def load_kaggle_csv(path: str | Path, usage: str | None = None) -> FaceDataset:
     wanted = _CSV_USAGE[usage] if usage is not None else None
     images, labels = [], []
     try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
+        # utf-8-sig: Excel writes a byte-order mark before the header
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, strict=True)  # an unterminated quote is an error, not the rest of the file
             if reader.fieldnames is None or not {"emotion", "pixels"} <= set(reader.fieldnames):
                 raise EdgeferError(
                     f"expected a header 'emotion,pixels[,Usage]', got {reader.fieldnames}", path
                 )
+            if wanted is not None and "Usage" not in reader.fieldnames:
+                sys.stderr.write(f"warning: {path}: no Usage column, so the {usage} split cannot be picked: "
+                                 "reading every row\n")
+                wanted = None
             for row in reader:
                 line = reader.line_num
                 if wanted is not None and row.get("Usage") is not None and row["Usage"] != wanted:
@@ -167,7 +183,7 @@ def load_kaggle_csv(path: str | Path, usage: str | None = None) -> FaceDataset:
                 try:
                     label = int(row["emotion"])
                     pixels = np.array(row["pixels"].split(), dtype=np.int64)
-                except (ValueError, AttributeError):
+                except (ValueError, AttributeError, OverflowError):
                     raise EdgeferError(f"line {line}: malformed row (emotion or pixels not integers)", path) from None
                 if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
                     raise EdgeferError(
@@ -181,6 +197,8 @@ def load_kaggle_csv(path: str | Path, usage: str | None = None) -> FaceDataset:
                 labels.append(label)
     except UnicodeDecodeError:
         raise EdgeferError("not a text CSV file", path) from None
+    except csv.Error as exc:
+        raise EdgeferError(f"line {reader.line_num}: not valid CSV ({exc})", path) from None
     if not images:
         which = f" with Usage {wanted}" if wanted else ""
         raise EdgeferError(f"no rows{which}", path)

@@ -224,3 +224,32 @@ def test_csv_problems_are_clear_errors_and_excel_files_load(tmp_path, capsys):
     no_usage = _csv(tmp_path / "no_usage.csv", f"emotion,pixels\n3,{pixels}\n0,{pixels}\n")
     assert len(load_kaggle_csv(no_usage, "test")) == 2
     assert "no Usage column, so the test split cannot be picked: reading every row" in capsys.readouterr().err
+
+
+# --- output paths and credentials ---------------------------------------------------------------------------
+UNWRITABLE = Path("/proc/self/edgefer-out")  # mkdir fails there, for root too
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda f: ["export", "--model", "ckplus-cnn", "--target", "jetson-nano", "--out", f], "is a file, not a folder"),
+    (lambda f: ["export", "--model", "ckplus-cnn", "--target", "jetson-nano", "--out", UNWRITABLE], "cannot create this output folder"),
+    (lambda f: ["bench", "--model", "ckplus-cnn", "--target", "rpi4", "--out", f], "is a file, not a folder"),
+    (lambda f: ["compare", "--dataset", "ckplus", "--out", f], "is a file, not a folder"),
+    (lambda f: ["compare", "--dataset", "ckplus", "--out", UNWRITABLE], "cannot create this output folder"),
+    (lambda f: ["search", "--target", "coral", "--trials", "1", "--storage", f"sqlite:///{UNWRITABLE}/study.db",
+                "--out", f.parent / "search"], "cannot create this output folder"),
+])
+def test_unusable_output_paths_are_one_error_line(tmp_path, make_args, message):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me\n")
+    proc = _edgefer(*make_args(a_file))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+    assert a_file.read_text() == "keep me\n"
+
+
+def test_a_storage_password_is_never_printed(tmp_path):
+    proc = _edgefer("search", "--target", "coral", "--trials", "1", "--out", tmp_path,
+                    "--storage", "postgresql://me:secret@127.0.0.1:1/nodb")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "secret" not in proc.stderr + proc.stdout and "postgresql://me:***@127.0.0.1:1/nodb" in proc.stderr

@@ -16,3 +16,20 @@ class EdgeferError(ValueError):
 class UnrecordedDataError(EdgeferError):
     """A model's card does not say which dataset and split it was trained on: callers that can
     fall back to the data they were given catch this one."""
+
+
+def output_folder(path: str | Path) -> Path:
+    """``path`` as a folder edgefer may write into (made if missing): a file there, a read-only parent or
+    any other reason it cannot be written is one clear error."""
+    import os
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EdgeferError("is a file, not a folder to write into", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeferError(f"cannot create this output folder ({exc.strerror or exc})", path) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EdgeferError("output folder is not writable", path)
+    return path

@@ -135,12 +135,6 @@ def best_model(row: dict, data):
     return result.model
 
 
-def safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def write_trial_log(settings, study) -> Path:
     """``trial_runs.log``: one line per trial this folder's workers trained to an end (number, state,
     worker, seconds), the audit of "each trial once". It is written from the study itself, so it never
@@ -160,7 +154,7 @@ def write_trial_log(settings, study) -> Path:
 
 def write_outputs(settings, study, data, target) -> dict:
     """trials.csv, pareto.png, best.safetensors + best.json (model card), summary.json."""
-    from edgefer.automl.study import finished_count, model_card_base
+    from edgefer.automl.study import finished_count, model_card_base, safe_url
     from edgefer.nn.evaluate import evaluate
 
     out = settings.out

@@ -39,7 +39,7 @@ from edgefer.automl.study import (MEDIAN_STARTUP_TRIALS, MEDIAN_WARMUP_EPOCHS, S
                                   base_train_config, fail_stale_trials, finished_count, load_search_data,
                                   model_card_base, open_study, rejecting_violations, search_target, trial_counts)
 from edgefer.data.datasets import get_dataset
-from edgefer.errors import EdgeferError
+from edgefer.errors import EdgeferError, output_folder
 
 def reference_row(settings: SearchSettings, target, data: SearchData) -> dict:
     """The shipped reference model on the search's validation split and on the target's cost model."""
@@ -147,7 +147,7 @@ def run_search(settings: SearchSettings) -> dict:
 
     torch.set_num_threads(settings.threads)
     target = search_target(settings.target)
-    settings.out.mkdir(parents=True, exist_ok=True)
+    output_folder(settings.out)
     study = open_study(settings)
     data = load_search_data(settings)
     reference = study.user_attrs.get("reference")

@@ -6,6 +6,7 @@ internals.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from edgefer.automl.space import Budget
 from edgefer.data.datasets import get_dataset
-from edgefer.errors import EdgeferError
+from edgefer.errors import EdgeferError, output_folder
 from edgefer.nn.recipes import RECIPES, load_recipe_data
 from edgefer.nn.train import TrainConfig
 
@@ -89,13 +90,25 @@ def _optuna():
     return optuna
 
 
+def safe_url(url: str) -> str:
+    """A storage URL fit to print: the password (``user:secret@``) replaced by ``***``."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def _redacted(text: str, url: str) -> str:
+    """``text`` without the URL's password, wherever a driver's message repeats it."""
+    match = re.search(r"://[^/:@]*:([^/@]*)@", url)
+    return text.replace(match.group(1), "***") if match and match.group(1) else text
+
+
 def open_storage(url: str, heartbeat_s: int = DEFAULT_HEARTBEAT_S):
     optuna = _optuna()
+    given = url  # what messages show (redacted): the user's spelling, not the driver's
     if url.startswith("postgresql://"):
         # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the pinned driver is psycopg2.
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        output_folder(Path(url[len("sqlite:///"):]).parent)
     try:
         with warnings.catch_warnings():
             # The heartbeat is what fails a killed worker's trial; Optuna still labels it experimental.
@@ -103,7 +116,8 @@ def open_storage(url: str, heartbeat_s: int = DEFAULT_HEARTBEAT_S):
             return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
                                               engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types for a bad URL or server
-        raise EdgeferError(f"cannot open study storage {url!r} ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        detail = _redacted(str(exc).splitlines()[0] if str(exc) else "", url)
+        raise EdgeferError(f"cannot open study storage {safe_url(given)!r} ({type(exc).__name__}: {detail})") from None
 
 
 def open_study(settings: SearchSettings, create: bool = True):
@@ -122,9 +136,14 @@ def open_study(settings: SearchSettings, create: bool = True):
         try:
             return optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner)
         except KeyError:
-            raise EdgeferError(f"no study {settings.study_name!r} in {settings.storage_url}") from None
-    study = optuna.create_study(study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner,
-                                directions=directions, load_if_exists=True)
+            raise EdgeferError(f"no study {settings.study_name!r} in {safe_url(settings.storage_url)}") from None
+    try:
+        study = optuna.create_study(study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner,
+                                    directions=directions, load_if_exists=True)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many types (read-only file, lost server, ...)
+        detail = _redacted(str(exc).splitlines()[0] if str(exc) else "", settings.storage_url)
+        raise EdgeferError(f"cannot open study {settings.study_name!r} in {safe_url(settings.storage_url)} "
+                           f"({type(exc).__name__}: {detail})") from None
     recorded = study.user_attrs.get("settings")
     if recorded is None:
         study.set_user_attr("settings", settings.fingerprint())

@@ -68,7 +68,10 @@ def bench_command(model: str = typer.Option(..., "--model", help="Shipped model 
     """Accuracy of each target's real artifact on the model's held-out test set, plus latency, fps,
     power and energy, each labelled measured or modeled."""
     from edgefer.bench.rows import bench_model
+    from edgefer.errors import output_folder
 
+    if out is not None:
+        output_folder(out)
     with tempfile.TemporaryDirectory(prefix="edgefer-bench-") as tmp:
         result = bench_model(model, target, out or tmp, runs=runs, threads=threads)
     keys = ("target", "artifact", "accuracy", "accuracy_source", "reference_accuracy", "accuracy_drop_points",

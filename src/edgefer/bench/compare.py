@@ -24,7 +24,7 @@ import numpy as np
 
 from edgefer.bench.rows import REALTIME_FPS, STUDY_ACCELERATOR, STUDY_CHIP, STUDY_HEADLINE, Row, Subject, target_row
 from edgefer.data.datasets import get_dataset
-from edgefer.errors import EdgeferError
+from edgefer.errors import EdgeferError, output_folder
 from edgefer.snn import STUDY_TIMESTEPS
 from edgefer.targets import get_target, target_classes
 
@@ -174,8 +174,8 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comp
     get_dataset(config.dataset)  # an unknown dataset fails before any work
     if config.timesteps < 1:
         raise EdgeferError(f"--timesteps must be >= 1, got {config.timesteps}")
-    out = Path(out)
-    cache = StageCache(out / "cache", config.fresh)
+    out = output_folder(out)
+    cache = StageCache(output_folder(out / "cache"), config.fresh)
     measured = [cls.name for cls in target_classes() if cls.latency_source == "measured"]
     availability = {name: get_target(name).available() for name in measured}
     present = [name for name, (ok, _) in availability.items() if ok]

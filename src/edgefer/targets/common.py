@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefer.errors import EdgeferError
+from edgefer.errors import EdgeferError, output_folder
 from edgefer.nn.spec import ArchSpec
 from edgefer.targets.base import Artifact, Cost, Violation, require_compliant
 from edgefer.targets.registry import SearchHints
@@ -139,8 +139,7 @@ class BaseTarget:
         if not ok:
             raise EdgeferError(f"cannot export for {self.name}: {why}")
         require_compliant(self.name, self.check(model))
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = output_folder(out_dir)
         artifact = self._export(model, out_dir, self._calibration(model, calibration))
         artifact.classes, artifact.input_mode = tuple(model.classes), model.input_mode
         artifact.input_shape = (1, *self._input_shape(model.spec))

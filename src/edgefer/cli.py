@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from dataclasses import replace
@@ -22,6 +23,21 @@ from edgefer.targets.command import register as register_targets
 
 app = typer.Typer(help="Real-time facial expression recognition at the edge.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
+# Native libraries' own log lines (FFmpeg's decoder complaints, OpenCV, TensorFlow Lite / absl) bury the
+# CLI's output: quiet by default, read when those libraries load (after this module, lazily).
+QUIET_ENVIRONMENT = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_LOG_LEVEL": "ERROR", "TF_CPP_MIN_LOG_LEVEL": "3",
+                     "GLOG_minloglevel": "3"}
+for _name, _value in QUIET_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
+
+
+@app.callback()
+def _global_options(verbose: bool = typer.Option(False, "--verbose", help="Show the native libraries' own log "
+                                                 "lines (FFmpeg, OpenCV, TensorFlow Lite, absl).")):
+    if verbose:
+        for name, value in QUIET_ENVIRONMENT.items():
+            if os.environ.get(name) == value:
+                del os.environ[name]
 console = make_console()
 
 DataOpt = typer.Option(..., "--data", help="Named dataset (ckplus, fer2013), an npz, a Kaggle fer2013.csv or an image folder.")

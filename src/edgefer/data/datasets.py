@@ -57,14 +57,16 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 register_dataset(DatasetSpec(
     "ckplus", {None: "ck_plus_48.npz"},
-    "CK+48 (48x48 face crops of the Extended Cohn-Kanade dataset) as ck_plus_48.npz or as image folders "
-    "CK+48/<class>/*.png; pass it with --data",
+    "CK+48 (48x48 face crops of the Extended Cohn-Kanade dataset; the full CK+ is licensed on request at "
+    "https://www.jeffcohn.net/Resources/, the 48x48 crops are shared as a Kaggle dataset 'CK+48') as "
+    "ck_plus_48.npz (images, one-hot labels, classes) or as image folders CK+48/<class>/*.png; pass it with --data",
     shipped={"cnn": "ckplus-cnn", "gray": "ckplus-loihi", "edges": "ckplus-loihi-edges"},
     search_recipe="ckplus-cnn"))
 register_dataset(DatasetSpec(
     "fer2013", {"train": "fer2013/train.npz", "test": "fer2013/public_test.npz"},
-    "FER2013 from the Kaggle 'challenges-in-representation-learning-facial-expression-recognition-challenge' "
-    "page (fer2013.csv) or its train/test image-folder re-packaging; pass it with --data",
+    "FER2013 from https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge "
+    "(fer2013.csv, with its Usage column) or its train/test image-folder re-packaging, or as fer2013/train.npz and "
+    "fer2013/public_test.npz under the data folder; pass it with --data",
     shipped={"cnn": "fer2013-cnn", "gray": "fer2013-loihi", "edges": "fer2013-loihi-edges"},
     search_recipe="fer2013-cnn-base"))
 

@@ -442,6 +442,7 @@ def _run_loop(source, pipeline: LivePipeline, config: LiveConfig, output, jsonl,
     return {
         "frames": processed,
         "broken_frames": source.broken,
+        "missing_frames": source.missing,
         "dropped_frames": dropped[0],  # cameras only: frames skipped to keep up with real time
         "faces": faces_total,
         "frames_with_face": frames_with_face,
@@ -463,7 +464,8 @@ def format_summary(summary: dict) -> str:
     stages = ", ".join(f"{stage} {v['median']:.2f}/{v['p90']:.2f}" + (f" (x{v['n']})" if stage == "detect" else "")
                        for stage, v in summary["latency_ms"].items())
     stopped = "interrupted after " if summary.get("interrupted") else ""
-    return (f"{stopped}{summary['frames']} frames ({summary['broken_frames']} broken), {summary['faces']} faces in "
+    missing = f", {summary['missing_frames']} missing: the file ends early" if summary.get("missing_frames") else ""
+    return (f"{stopped}{summary['frames']} frames ({summary['broken_frames']} broken{missing}), {summary['faces']} faces in "
             f"{summary['tracks']} tracks, face found in {100 * summary['face_found_rate']:.1f} % of frames, "
             f"{summary['fps']:.1f} fps end to end ({summary['backend']}, {summary['frames_per_cpu_s'] or 0:.1f} frames per "
             f"CPU-second); latency ms median/p90: {stages}")

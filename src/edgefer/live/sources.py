@@ -43,6 +43,7 @@ class FrameSource:
     def __init__(self, description: str):
         self.description = description
         self.broken = 0
+        self.missing = 0  # frames a video's container declares that could not be read at its end
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -158,6 +159,13 @@ class VideoSource(FrameSource):
             self.broken += failed_in_a_row  # failures followed by a good frame were broken frames
             failed_in_a_row = 0
             yield Frame(index, self._time(index), image)
+        # A file that ends early (truncated, a download cut short) stops decoding before the frame count
+        # its container declares: those frames are missing, not merely the end of the video.
+        declared = self.capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        decoded_until = index - failed_in_a_row + 1
+        # (A container's count can be an estimate off by a frame or two: only a real shortfall counts.)
+        if declared and np.isfinite(declared) and declared - decoded_until > max(2, 0.01 * declared):
+            self.missing = int(declared) - decoded_until
 
     def close(self) -> None:
         self.capture.release()

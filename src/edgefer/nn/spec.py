@@ -13,11 +13,13 @@ import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
 
 from edgefer.errors import EdgeferError
+
+if TYPE_CHECKING:  # torch loads only when a network is built or walked
+    from torch import nn
 
 DOWNSAMPLING = ("maxpool", "avgpool", "stride2")
 HEAD_POOLING = ("flatten", "avg")
@@ -107,6 +109,8 @@ class ArchSpec:
     # --- building ------------------------------------------------------------------------------
     def build(self) -> nn.Sequential:
         """The torch module: named, flat layers so that converters and counters can walk them."""
+        from torch import nn
+
         layers: list[tuple[str, nn.Module]] = []
         channels = self.in_channels
         pad = self.kernel_size // 2
@@ -173,6 +177,8 @@ class ArchSpec:
 def trace_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[tuple[str, nn.Module, list[int], list[int]]]:
     """Run a model once on a zero image (batch 1) and return each leaf layer in call order as
     (name, module, input shape, output shape), shapes without the batch dimension."""
+    import torch
+
     calls = []
     hooks = [module.register_forward_hook(lambda mod, inputs, output, name=name: calls.append(
                  (name, mod, list(inputs[0].shape[1:]), list(output.shape[1:]))))
@@ -191,6 +197,8 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[tu
 
 def layer_macs(module: nn.Module, output_shape: list[int]) -> int:
     """Multiply-accumulates of one convolution or dense layer (0 for any other layer), batch 1."""
+    from torch import nn
+
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         return math.prod(output_shape) * (module.in_channels // module.groups) * kh * kw
@@ -204,6 +212,8 @@ def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[dic
 
     Batch-norm parameters count as parameters of the layer they follow (they fold into it).
     """
+    from torch import nn
+
     rows: list[dict] = []
     for name, module, _, output in trace_layers(model, input_shape):
         params = sum(p.numel() for p in module.parameters())

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from edgefer.errors import EdgeferError
-from edgefer.nn.model import FerModel
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -20,8 +19,10 @@ def model_card(name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load_model(name_or_path: str | Path) -> FerModel:
-    """A shipped model by name, or a checkpoint file by path."""
+def load_model(name_or_path: str | Path):
+    """A shipped model by name, or a checkpoint file by path (a FerModel)."""
+    from edgefer.nn.model import FerModel
+
     if str(name_or_path) in shipped_models():
         return FerModel.load(ZOO_DIR / f"{name_or_path}.safetensors")
     path = Path(name_or_path)

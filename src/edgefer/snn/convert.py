@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgefer.errors import EdgeferError
+from edgefer.snn.options import DEFAULT_PERCENTILE
 
 UNSUPPORTED_ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.PReLU, nn.Softmax,
                            nn.Hardtanh, nn.ReLU6, nn.Softplus, nn.Mish, nn.SELU, nn.Hardswish)
@@ -252,10 +253,6 @@ def _percentile(values: torch.Tensor, percentile: float, max_samples: int = 4_00
         flat = flat[:: math.ceil(flat.numel() / max_samples)]
     return float(np.percentile(flat.numpy(), percentile))
 
-
-# 99.99 was chosen on the validation splits of ckplus-loihi and ckplus-loihi-edges (99.0 / 99.9 / 99.99,
-# Loihi mode, T=50): it matched both CNNs there; the test sets were not used for the choice.
-DEFAULT_PERCENTILE = 99.99
 
 
 @torch.no_grad()

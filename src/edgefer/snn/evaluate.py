@@ -12,42 +12,13 @@ from edgefer.data.dataset import FaceDataset
 from edgefer.data.preprocess import input_sparsity, prepare_input
 from edgefer.errors import EdgeferError, UnrecordedDataError
 from edgefer.nn.recipes import calibration_inputs
-from edgefer.snn import STUDY_TIMESTEPS
 from edgefer.snn.chip import Chip, default_chip
-from edgefer.snn.convert import DEFAULT_PERCENTILE, SpikingNet, convert, quantise_loihi
+from edgefer.snn.convert import SpikingNet, convert, quantise_loihi
 from edgefer.snn.loihi import LoihiCost, cost, partition
-from edgefer.snn.simulate import ENCODINGS, READOUTS, LayerStats, SimResult, simulate
+from edgefer.snn.options import DEFAULT_PERCENTILE, ENCODINGS, PRECISIONS, SnnOptions
+from edgefer.snn.simulate import LayerStats, SimResult, simulate
 
-PRECISIONS = ("loihi", "float")
 MAX_SPIKE_BYTES = 4 * 2 ** 30  # memory one simulated batch's input spikes may take
-
-
-@dataclass(frozen=True)
-class SnnOptions:
-    """How a converted network is built and simulated (the knobs of ``edgefer snn eval``)."""
-
-    timesteps: int = STUDY_TIMESTEPS
-    encoding: str = "rate"
-    precision: str = "loihi"
-    readout: str = "spikes"
-    percentile: float = DEFAULT_PERCENTILE
-    leak: float = 0.0
-    v_init: float = 0.0
-    calibration_images: int = 256
-    batch_size: int = 64
-    static_power_w: float | None = None  # None: the chip's constant
-    host_io_s_per_timestep: float | None = None
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.timesteps < 1 or self.batch_size < 1:
-            raise EdgeferError(f"--timesteps and --batch-size must be at least 1, got {self.timesteps} and {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise EdgeferError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if self.readout not in READOUTS:
-            raise EdgeferError(f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}")
-        if self.encoding not in ENCODINGS:
-            raise EdgeferError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
 
 
 def build_snn(model, input_mode: str | None = None, precision: str = "loihi", percentile: float = DEFAULT_PERCENTILE,

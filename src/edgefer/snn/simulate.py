@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from edgefer.errors import EdgeferError
+from edgefer.snn.options import ENCODINGS, READOUTS
 from edgefer.snn.convert import SpikingLayer, SpikingNet
 from edgefer.snn.neuron_scan import binary_spikes, integrate_and_fire
 
-ENCODINGS = ("rate", "poisson")
-READOUTS = ("spikes", "membrane")
 
 
 def encode(rates: torch.Tensor, timesteps: int, encoding: str = "rate", seed: int = 0) -> torch.Tensor:

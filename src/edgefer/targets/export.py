@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgefer.console import native_stderr_to
 from edgefer.errors import EdgeferError
@@ -36,6 +35,8 @@ def need(module: str, package: str | None = None):
 def export_onnx(model, path: str | Path, dynamic_batch: bool = False) -> Path:
     """FP32 ONNX, checked by onnx, written atomically. Static batch 1 by default (edge compilers
     want static shapes); ``dynamic_batch`` for hosts that classify all faces of a frame at once."""
+    import torch
+
     onnx = need("onnx")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,9 @@ def _litert_torch():
     return litert_torch
 
 
-def _sample_input(model) -> torch.Tensor:
+def _sample_input(model):
+    import torch
+
     spec = model.spec
     return torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
 
@@ -114,6 +117,8 @@ def export_tflite_int8(model, path: str | Path, calibration: np.ndarray) -> Path
     per-channel symmetric int8 weights and int8 activations whose ranges come from histograms over the
     representative ``calibration`` inputs; the converter's static QDQ mode turns it into int8 kernels
     with int8 input and output tensors (their scale and zero point are in the file)."""
+    import torch
+
     litert_torch = _litert_torch()
     pt2e = need("litert_torch.quantize.pt2e_quantizer", "litert-torch")
     quant_config = need("litert_torch.quantize.quant_config", "litert-torch")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edgefer.errors import EdgeferError
 from edgefer.targets.base import Artifact, Cost, Violation, require_compliant
@@ -31,6 +30,11 @@ class GpuTarget(BaseTarget):
         self.warmup, self.runs = warmup, runs
 
     def available(self):
+        # No NVIDIA driver, no CUDA: answered without loading torch (listing targets stays quick).
+        if not any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl")):
+            return False, "no CUDA device on this machine"
+        import torch
+
         if not torch.cuda.is_available():
             return False, "no CUDA device on this machine"
         return True, torch.cuda.get_device_name(0)
@@ -51,6 +55,8 @@ class GpuTarget(BaseTarget):
         return FerModel.load(artifact.path).module.cuda().eval()
 
     def run(self, artifact, inputs: np.ndarray) -> np.ndarray:
+        import torch
+
         artifact = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         module = self._module(artifact)
         with torch.no_grad():
@@ -64,6 +70,8 @@ class GpuTarget(BaseTarget):
 
     def measure(self, artifact: Artifact) -> Cost:
         """Measured latency of batch-1 inference on the GPU (synchronised); no power figure."""
+        import torch
+
         module = self._module(artifact)
         x = torch.zeros(artifact.input_shape, device="cuda")
         with torch.no_grad():

@@ -95,7 +95,7 @@ class LoihiTarget(BaseTarget):
     search_cost_images = 64  # validation images simulated per search trial
 
     def __init__(self, timesteps: int = STUDY_TIMESTEPS, batch_size: int = 64):
-        from edgefer.snn.evaluate import SnnOptions
+        from edgefer.snn.options import SnnOptions
 
         if timesteps < 1:
             raise EdgeferError(f"--timesteps must be >= 1, got {timesteps}")

@@ -28,4 +28,5 @@ def load_model(name_or_path: str | Path):
     path = Path(name_or_path)
     if path.exists():
         return FerModel.load(path)
-    raise EdgeferError(f"unknown model {str(name_or_path)!r}: not a shipped model ({', '.join(shipped_models()) or 'none'}) nor a file")
+    raise EdgeferError(f"unknown model {str(name_or_path)!r}: not a shipped model in {ZOO_DIR} "
+                       f"({', '.join(shipped_models()) or 'none'}) nor a checkpoint file at {path.resolve()}")

@@ -280,3 +280,33 @@ def test_ffmpeg_lines_are_quiet_unless_verbose(tmp_path, video_dir):
     assert quiet.returncode == verbose.returncode == 2
     assert quiet.stderr == f"error: {cut}: not a readable video (corrupt file or unsupported codec)\n"
     assert len(verbose.stderr.splitlines()) > 1  # FFmpeg's own complaint, shown on request
+
+
+# --- the CLI under careless use: one error line, exit 2, nothing written ------------------------------------
+BAD_INVOCATIONS = [
+    ["eval", "--model", "ckplus-cnn", "--data", "missing.npz"],
+    ["eval", "--model", "no-such-model", "--data", "ckplus"],
+    ["eval", "--model", "ckplus-cnn", "--data", "notes.txt"],
+    ["train", "--recipe", "no-such-recipe", "--out", "out/model.safetensors"],
+    ["cv", "--data", "missing.npz", "--out", "out/cv"],
+    ["data", "--data", "notes.txt"],
+    ["arch", '{"filters": "wide"}'],
+    ["live", "missing.mp4"],
+    ["live", "notes.txt", "--out", "out/annotated.mp4"],
+    ["export", "--model", "ckplus-cnn", "--target", "tpu-v9", "--out", "out/x"],
+    ["bench", "--model", "no-such-model", "--target", "rpi4"],
+    ["compare", "--dataset", "mnist", "--out", "out/compare"],
+    ["snn", "export-nir", "--model", "no-such-model", "--out", "out/x.nir"],
+    ["search", "--target", "tpu-v9", "--out", "out/search"],
+    ["framing", "--model", "no-such-model", "--out", "out/x.safetensors"],
+]
+
+
+def test_every_command_answers_bad_arguments_with_one_error_line_and_writes_nothing(tmp_path):
+    (tmp_path / "notes.txt").write_text("not data\n")
+    for argv in BAD_INVOCATIONS:
+        proc = _edgefer(*argv, cwd=tmp_path)
+        assert proc.returncode == 2, (argv, proc.stderr[-1500:])
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, (argv, proc.stderr[-1500:])
+        assert "Traceback" not in proc.stderr + proc.stdout, argv
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], (argv, list(tmp_path.iterdir()))

@@ -43,16 +43,19 @@ def compare_command(
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads of the host target (pinned)."),
     fresh: bool = typer.Option(False, "--fresh", help="Recompute every stage (ignore OUT/cache)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder of named datasets."),
+    measured: Optional[list[Path]] = typer.Option(None, "--measured", help="A measurement.json from a device bundle's "
+                                                  "run_on_device.py (repeat for several): that target's row becomes measured."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
 ):
     """The study's comparison: every target's accuracy, latency, FPS, power, energy, each with its source."""
     from edgefer.bench.compare import CompareConfig, run_compare, searched_models
 
     config = CompareConfig(dataset=dataset, timesteps=timesteps, runs=runs, threads=threads, data_root=data_root,
-                           fresh=fresh, models={} if use_shipped else searched_models(dataset, objective))
+                           fresh=fresh, models={} if use_shipped else searched_models(dataset, objective),
+                           measured=tuple(measured or ()))
     comparison = run_compare(config, out, progress=not as_json)
     if as_json:
-        sys.stdout.write(json.dumps(comparison.summary, indent=2) + "\n")
+        sys.stdout.write(json.dumps(comparison.summary, indent=2, default=str) + "\n")
         return
     console = make_console()
     _print_table(comparison, console)

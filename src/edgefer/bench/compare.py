@@ -22,11 +22,13 @@ from typing import Callable
 
 import numpy as np
 
-from edgefer.bench.rows import REALTIME_FPS, STUDY_ACCELERATOR, STUDY_CHIP, STUDY_HEADLINE, Row, Subject, target_row
+from edgefer.bench.rows import (REALTIME_FPS, STUDY_ACCELERATOR, STUDY_CHIP, STUDY_HEADLINE, Row, Subject, realtime,
+                                target_row)
 from edgefer.data.datasets import get_dataset
 from edgefer.errors import EdgeferError, output_folder
 from edgefer.snn import STUDY_TIMESTEPS
 from edgefer.targets import get_target, target_classes
+from edgefer.targets.bundle import load_measurement
 
 CACHE_VERSION = 2  # bump when a stage's row format changes
 
@@ -42,6 +44,7 @@ class CompareConfig:
     fresh: bool = False  # ignore cached stages
     # shipped name or checkpoint path per target (coral, loihi-gray, ...) or per role (cnn | gray | edges)
     models: dict = field(default_factory=dict)
+    measured: tuple = ()  # measurement.json files from run_on_device.py: those rows become measured
 
     def model_for(self, stage: str, role: str) -> str:
         return self.models.get(stage) or self.models.get(role) or get_dataset(self.dataset).shipped_model(role)
@@ -139,6 +142,7 @@ def headline(rows: list[Row]) -> dict:
         if coral is None or not coral.get("power_w"):
             continue
         out["loihi_vs_coral"][mode] = {
+            "sources": {STUDY_CHIP: loihi.get("source"), STUDY_ACCELERATOR: coral.get("source")},
             "power_ratio": coral.get("power_w") / loihi.get("power_w"),
             "energy_ratio": coral.get("energy_j") / loihi.get("energy_j"),
             "energy_ratio_dynamic_only": coral.get("energy_j") / loihi.get("dynamic_energy_j"),
@@ -191,6 +195,7 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comp
 
     started = time.perf_counter()
     rows = []
+    digests: dict[str, str] = {}
     with _progress(progress) as bar:
         task = bar.add_task(f"compare {config.dataset}", total=len(stages))
         for stage in stages:
@@ -202,7 +207,10 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comp
             row = cache.run(stage.name, key, lambda: target_row(target, current, out / "artifacts").to_dict(),
                             lambda cached: Row.is_valid(cached, stage.target))
             rows.append(Row.from_dict(row))
+            digests[stage.target] = current.model.digest()
             bar.advance(task)
+    for path in config.measured:
+        merge_measurement(rows, load_measurement(path), digests)
     summary = {
         "dataset": config.dataset,
         "models": {stage.name: config.model_for(stage.name, stage.role) for stage in stages},
@@ -217,6 +225,41 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comp
     }
     summary["files"] = write_report(rows, summary, out)
     return Comparison(rows, summary)
+
+
+def merge_measurement(rows: list[Row], measurement: dict, digests: dict[str, str]) -> None:
+    """Make a target's row measured with a run_on_device.py result: latency, FPS, power and energy from the
+    device, the modeled figures kept beside them with the model's error on this row."""
+    path, target = measurement["path"], measurement["target"]
+    row = next((r for r in rows if r.target == target and r.ok), None)
+    if row is None:
+        raise EdgeferError(f"measures {target}, which has no row in this comparison", path)
+    if digests.get(target) != measurement["model_digest"]:
+        raise EdgeferError(f"measures {measurement.get('model')!r} on {target}, not the {row.model!r} this comparison "
+                           "runs there (model digest differs): export a new bundle of this model", path)
+    latency = measurement["latency_s"]["median"]
+    power = measurement["power"].get("active_w")
+    modeled = {"latency_s": row.latency_s, "power_w": row.power_w, "energy_j": row.energy_j, "source": row.source,
+               "citations": row.citations}
+    row.latency_s, row.fps = latency, 1.0 / latency
+    row.power_w = power
+    row.energy_j = row.pdp_j = None if power is None else power * latency
+    row.source, row.citations, row.realtime = "measured", ["this-project"], realtime(row.fps)
+    device = measurement.get("device") or {}
+    row.figures.update({
+        "modeled": modeled,
+        "model_error": {"latency": modeled["latency_s"] / latency - 1,
+                        "power": None if power is None or not modeled["power_w"] else modeled["power_w"] / power - 1},
+        "measured_on": (device.get("model") or device.get("cpu") or device.get("machine"))
+                       + (" (CPU only, no accelerator)" if measurement.get("cpu_only") else ""),
+        "power_source": measurement["power"].get("source"),
+        "device_accuracy": {"accuracy": measurement["accuracy"], "n": measurement["n"]},
+        "measurement": path,
+    })
+    row.notes.append(f"latency measured on {row.figures['measured_on']} with {measurement['runtime'].get('runtime')} "
+                     f"({measurement['runtime'].get('delegate') or 'CPU kernels'}); "
+                     + (f"power: {row.figures['power_source']}" if power is not None else "power not measured")
+                     + f"; the cost model said {1e3 * modeled['latency_s']:.3f} ms")
 
 
 def stage_options(target, options: dict) -> dict:

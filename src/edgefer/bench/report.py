@@ -186,7 +186,11 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
     lines = [f"Study ({study['source']}): Loihi uses about {study['loihi_vs_coral_power']:.0f}x less power and "
              f"{study['loihi_vs_coral_energy']:.0f}x less energy per inference than the Coral Edge TPU."]
     for mode, ratio in head["loihi_vs_coral"].items():
-        lines.append(f"Ours, {mode} input: Coral draws {ratio['power_ratio']:.1f}x Loihi's power and spends "
+        sides = ratio.get("sources") or {}
+        # which sides were measured is said once one of them is (a device run merged with --measured)
+        said = "" if "measured" not in sides.values() else (f" (Coral {sides[STUDY_ACCELERATOR]}, Loihi "
+                                                            f"{sides[STUDY_CHIP]})")
+        lines.append(f"Ours, {mode} input{said}: Coral draws {ratio['power_ratio']:.1f}x Loihi's power and spends "
                      f"{ratio['energy_ratio']:.2f}x its energy per inference; counting Loihi's dynamic energy only "
                      f"(no static power): {ratio['power_ratio_dynamic_only']:.1f}x power, "
                      f"{ratio['energy_ratio_dynamic_only']:.2f}x energy. Accuracy difference (Loihi - Coral): "
@@ -196,13 +200,18 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
         breakdown = coral.get("cost_breakdown") or {}
         fixed = sum(breakdown.get(k, 0.0) for k in ("overhead_s", "link_s"))
         static = min(r["static_power_w"] for r in rows if r["target"] == STUDY_CHIP and r.get("status") == "ok")
+        measured_coral = coral.get("source") == "measured" and coral.get("power_w") is not None
         lines.append(
-            "Why ours differ from the study's: every power and energy figure here is modeled, none measured on the "
-            "devices. Loihi's energy is Davies et al. 2018 Table 2 (pre-silicon per-operation figures) times our "
+            "Why ours differ from the study's: "
+            + ("" if measured_coral else "every power and energy figure here is modeled, none measured on the devices. ")
+            + "Loihi's energy is Davies et al. 2018 Table 2 (pre-silicon per-operation figures) times our "
             f"simulated spikes, synops and neuron updates, plus static power ({static:.3f} W per chip, Blouw et al. "
-            f"2019); Coral's is its active power ({coral['power_w']:.2f} W, published figures) times a latency "
-            f"model in which per-invoke overhead and USB transfer take {100 * fixed / coral['latency_s']:.0f} % of "
-            f"the {1e3 * coral['latency_s']:.3f} ms. A 100x power ratio against {coral['power_w']:.2f} W would put "
+            + (f"2019); Coral's is measured on {coral.get('measured_on')} ({coral['power_w']:.2f} W from "
+               f"{coral.get('power_source')}, {1e3 * coral['latency_s']:.3f} ms). A 100x" if measured_coral else
+               f"2019); Coral's is its active power ({coral['power_w']:.2f} W, published figures) times a latency "
+               f"model in which per-invoke overhead and USB transfer take {100 * fixed / coral['latency_s']:.0f} % of "
+               f"the {1e3 * coral['latency_s']:.3f} ms. A 100x")
+            + f" power ratio against {coral['power_w']:.2f} W would put "
             f"Loihi at {coral['power_w'] / 100 * 1e3:.0f} mW, below the chip's own idle power, so the study's "
             "figure can only compare dynamic (above-idle) power, or a higher Coral draw than its published "
             "active figure; our dynamic-only ratios are given above for that reason.")
@@ -255,7 +264,19 @@ def _markdown(rows: list[dict], summary: dict, plots: dict[str, Path], out: Path
     lines += ["", "`measured`: run on this machine in the artifact's real runtime. `modeled`: our analytical cost "
               "model (edge devices, constants and validation in `edgefer targets`) or the Loihi energy model "
               "(Davies et al. 2018); never a measurement of that device. Accuracy is always computed here: on the "
-              "exported artifact in its runtime, or by simulating the spiking network.", "", "## Headline", ""]
+              "exported artifact in its runtime, or by simulating the spiking network."]
+    measured = [r for r in rows if r.get("modeled")]
+    if measured:
+        lines += ["", "## Measured on devices", "",
+                  "| target | measured on | latency ms (modeled) | model error | power W (modeled) | power read from | "
+                  "accuracy on the device |", "|---|---|---|---|---|---|---|"]
+        for r in measured:
+            m, error = r["modeled"], r["model_error"]
+            lines.append(f"| {r['target']} | {r.get('measured_on')} | {1e3 * r['latency_s']:.3f} ({1e3 * m['latency_s']:.3f}) "
+                         f"| {100 * error['latency']:+.0f} % | {_fmt(r['power_w'], '.2f')} ({_fmt(m['power_w'], '.2f')}) "
+                         f"| {r.get('power_source') or '-'} | {100 * r['device_accuracy']['accuracy']:.2f} % "
+                         f"(n={r['device_accuracy']['n']}) |")
+    lines += ["", "## Headline", ""]
     lines += [f"- {line}" for line in explain_headline(summary, rows)]
     lines += ["", "## Plots", ""]
     lines += [f"![{PLOTS[name]}](plots/{path.name})" for name, path in plots.items()]
@@ -317,7 +338,7 @@ def write_report(rows, summary: dict, out: Path) -> dict[str, str]:
         texts = {"results_json": json.dumps(rows, indent=2) + "\n", "results_csv": csv_text.getvalue(),
                  "report_md": _markdown(rows, summary, plots, out),
                  "report_html": _html(table_rows(rows), summary, plots, rows),
-                 "summary": json.dumps({**summary, "files": files}, indent=2) + "\n"}
+                 "summary": json.dumps({**summary, "files": files}, indent=2, default=str) + "\n"}
         for key, text in texts.items():
             (staging / names[key]).write_text(text, encoding="utf-8")
         final_plots = out / "plots"

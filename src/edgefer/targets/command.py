@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -42,12 +43,25 @@ def targets_command(json_out: bool = typer.Option(False, "--json", help="Print J
 
 def export_command(model: str = ModelOpt,
                    target: str = typer.Option(..., "--target", help="Target name (see `edgefer targets`)."),
-                   out: Path = typer.Option(..., "--out", help="Output folder for the artifact.")):
-    """Export a model for one target (ONNX, OpenVINO IR FP16, TFLite FP32 or full-integer int8); prints the artifact manifest."""
+                   out: Optional[Path] = typer.Option(None, "--out", help="Output folder for the artifact."),
+                   bundle: Optional[Path] = typer.Option(None, "--bundle", help="Instead: a folder to copy to the device "
+                                                         "(artifact, test images, run_on_device.py)."),
+                   data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder of named datasets (--bundle).")):
+    """Export a model for one target (ONNX, OpenVINO IR FP16, TFLite FP32 or full-integer int8, Loihi's NIR); prints
+    the artifact manifest. With --bundle: everything to measure it on the real device."""
+    from edgefer.errors import EdgeferError
     from edgefer.nn.zoo import load_model
     from edgefer.targets import get_target
 
+    if (out is None) == (bundle is None):
+        raise EdgeferError("give one of --out (the artifact) or --bundle (a folder to measure it on the device)")
     chosen = get_target(target)
+    if bundle is not None:
+        from edgefer.targets.bundle import write_bundle
+
+        manifest = write_bundle(chosen, load_model(model), bundle, model, data_root)
+        sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+        return
     artifact = chosen.export(load_model(model), out)
     warnings = [str(v) for v in chosen.check(artifact) if v.severity == "warning"]
     sys.stdout.write(json.dumps({**artifact.to_dict(), "warnings": warnings}, indent=2) + "\n")

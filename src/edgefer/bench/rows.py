@@ -40,6 +40,7 @@ class Subject:
     data_root: Path | None = None
     _torch_accuracy: float | None = None
     _train: object = None
+    exports: dict = field(default_factory=dict)  # export_key -> the artifact made for it (shared by equal exports)
 
     @classmethod
     def load(cls, name: str, dataset: str | None = None, data_root=None) -> "Subject":
@@ -163,8 +164,13 @@ def target_row(target, subject: Subject, out_dir: str | Path) -> Row:
         row.why = why if not ok else "; ".join(row.violations)
         return row
     started = time.perf_counter()
-    calibration = subject.calibration(target.calibration_images) if target.needs_calibration else None
-    artifact = target.export(subject.model, Path(out_dir) / target.name, calibration)
+    exported = subject.exports.get(target.export_key)
+    if exported is not None:
+        artifact = exported.copy_for(target, Path(out_dir) / target.name)
+    else:
+        calibration = subject.calibration(target.calibration_images) if target.needs_calibration else None
+        artifact = subject.exports[target.export_key] = target.export(subject.model, Path(out_dir) / target.name,
+                                                                      calibration)
     row.export_s = time.perf_counter() - started
     logits, cost = target.evaluate(artifact, subject.inputs)
     reference = subject.torch_accuracy()

@@ -66,6 +66,22 @@ class Artifact:
         manifest.write_text(json.dumps({**self.to_dict(), "path": self.path.name}, indent=2) + "\n")
         return manifest
 
+    def copy_for(self, target, folder: str | Path) -> "Artifact":
+        """This artifact's files in ``folder``, as ``target``'s artifact (two targets that run the same
+        file, e.g. the Pi 4 and Pi 5's FP32 TFLite, share one export)."""
+        import shutil
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in self.files:
+            shutil.copyfile(Path(self.path).parent / name, folder / name)
+        other = {n for n in (getattr(target, "accuracy_note", ""),) if n}
+        notes = [n for n in self.notes if n.startswith("calibrated on")] + sorted(other)
+        copied = Artifact(**{**self.__dict__, "target": target.name, "path": folder / Path(self.path).name,
+                             "files": list(self.files), "notes": notes})
+        copied.save_manifest()
+        return copied
+
     @classmethod
     def load(cls, path: str | Path) -> "Artifact":
         """An artifact from its folder (with artifact.json) or its manifest file."""

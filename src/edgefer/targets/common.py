@@ -107,6 +107,13 @@ class BaseTarget:
         report = validation_report(self.name)
         return {k: report[k] for k in keys}
 
+    @property
+    def export_key(self) -> tuple:
+        """Targets with equal keys write the same artifact for a model (same exporter, format, precision and
+        calibration), so a comparison exports it once."""
+        return (self._export.__qualname__, self.artifact_format, self.precision,
+                self.calibration_images if self.needs_calibration else None)
+
     def artifact_label(self, artifact: Artifact) -> str:
         """How the report names what ran (format and precision)."""
         return f"{artifact.format} {artifact.precision}"
@@ -208,8 +215,9 @@ def export_to_temp(target, model, calibration=None):
     return target.export(model, folder, calibration), lambda: shutil.rmtree(folder, ignore_errors=True)
 
 
-def int8_tflite_artifact(target, model, out_dir: Path, calibration: tuple[np.ndarray, str]) -> Artifact:
-    """The full-integer int8 TFLite (int8 input and output, PT2E quantisation) of the int8 accelerators."""
+def export_int8_tflite(target, model, out_dir: Path, calibration: tuple[np.ndarray, str]) -> Artifact:
+    """The full-integer int8 TFLite (int8 input and output, PT2E quantisation) of the int8 accelerators: their
+    ``_export`` (one function, so that targets sharing it share one export in a comparison)."""
     from edgefer.targets.export import export_tflite_int8
 
     inputs, described = calibration

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
 from edgefer.targets.base import Artifact, Violation
-from edgefer.targets.common import BaseTarget, int8_tflite_artifact
+from edgefer.targets.common import BaseTarget, export_int8_tflite
 from edgefer.targets.registry import SearchHints, register_target
 from edgefer.targets.runtimes import tflite_interpreter
 
@@ -101,5 +100,4 @@ class CoralTarget(BaseTarget):
             ops.append((layer, f"{op['op_name']} on a tensor with > 3 non-unit dimensions" if too_many_dims else op["op_name"]))
         return problems + edgetpu_mapping(ops)
 
-    def _export(self, model, out_dir: Path, calibration) -> Artifact:
-        return int8_tflite_artifact(self, model, out_dir, calibration)
+    _export = export_int8_tflite

@@ -8,10 +8,8 @@ standard Hailo layer."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from edgefer.targets.base import Artifact
-from edgefer.targets.common import BaseTarget, int8_tflite_artifact
+from edgefer.targets.common import BaseTarget, export_int8_tflite
 from edgefer.targets.registry import register_target
 
 
@@ -30,5 +28,4 @@ class Hailo8lTarget(BaseTarget):
     accuracy_note = ("int8 accuracy of a full-integer TFLite (PT2E), not of a Hailo HEF: the Dataflow Compiler is "
                      "not installable here")
 
-    def _export(self, model, out_dir: Path, calibration) -> Artifact:
-        return int8_tflite_artifact(self, model, out_dir, calibration)
+    _export = export_int8_tflite

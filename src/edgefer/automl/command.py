@@ -66,6 +66,8 @@ def search_command(
     subset: Optional[int] = typer.Option(None, "--subset", help="Train on the first N training images only (quick checks)."),
     out: Optional[Path] = OutOpt,
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder of named datasets."),
+    constants: Optional[Path] = typer.Option(None, "--constants", help="Cost-model constants refitted on your "
+                                             "measurements (edgefer targets calibrate)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
@@ -77,7 +79,8 @@ def search_command(
 
     settings = _settings(target, dataset=dataset, trials=trials, objective=objective, storage=storage, out=out,
                          timeout_s=timeout, threads=threads, budget=Budget(min_epochs, max_epochs), tolerance=tolerance,
-                         heartbeat_s=heartbeat, subset=subset, data_root=data_root, progress=not (quiet or as_json))
+                         heartbeat_s=heartbeat, subset=subset, data_root=data_root, progress=not (quiet or as_json),
+                         constants=constants)
     summary = run_search(settings)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")

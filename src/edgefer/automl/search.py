@@ -142,6 +142,13 @@ def epoch_medians(study) -> dict[int, float]:
 def run_search(settings: SearchSettings) -> dict:
     """Run (or resume) a study until it has ``settings.trials`` finished trials or the timeout
     passes, then write the trial table, the Pareto plot and the best checkpoint. Returns the summary."""
+    from edgefer.targets.costmodel import user_constants
+
+    with user_constants(settings.constants):
+        return _search(settings)
+
+
+def _search(settings: SearchSettings) -> dict:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -6,6 +6,7 @@ internals.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class SearchSettings:
     subset: int | None = None  # train on the first N training images only (smoke tests)
     data_root: Path | None = None
     progress: bool = True
+    constants: Path | None = None  # a user constants file (edgefer targets calibrate) for the target's cost model
 
     def __post_init__(self):
         get_dataset(self.dataset)  # an unknown dataset is a clear error
@@ -74,7 +76,9 @@ class SearchSettings:
                 "min_epochs": self.budget.min_epochs, "max_epochs": self.budget.max_epochs,
                 "tolerance": self.tolerance, "subset": self.subset,
                 "split": RECIPES[get_dataset(self.dataset).search_recipe].split.to_dict(),
-                "base_train_config": base_train_config(self.dataset).to_dict()}
+                "base_train_config": base_train_config(self.dataset).to_dict(),
+                **({"constants": hashlib.sha256(Path(self.constants).read_bytes()).hexdigest()[:16]}
+                   if self.constants else {})}
 
 
 def base_train_config(dataset: str) -> TrainConfig:

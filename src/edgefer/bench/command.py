@@ -45,6 +45,8 @@ def compare_command(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder of named datasets."),
     measured: Optional[list[Path]] = typer.Option(None, "--measured", help="A measurement.json from a device bundle's "
                                                   "run_on_device.py (repeat for several): that target's row becomes measured."),
+    constants: Optional[Path] = typer.Option(None, "--constants", help="Cost-model constants refitted on your "
+                                             "measurements (edgefer targets calibrate)."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
 ):
     """The study's comparison: every target's accuracy, latency, FPS, power, energy, each with its source."""
@@ -52,7 +54,7 @@ def compare_command(
 
     config = CompareConfig(dataset=dataset, timesteps=timesteps, runs=runs, threads=threads, data_root=data_root,
                            fresh=fresh, models={} if use_shipped else searched_models(dataset, objective),
-                           measured=tuple(measured or ()))
+                           measured=tuple(measured or ()), constants=constants)
     comparison = run_compare(config, out, progress=not as_json)
     if as_json:
         sys.stdout.write(json.dumps(comparison.summary, indent=2, default=str) + "\n")

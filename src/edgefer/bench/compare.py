@@ -45,6 +45,7 @@ class CompareConfig:
     # shipped name or checkpoint path per target (coral, loihi-gray, ...) or per role (cnn | gray | edges)
     models: dict = field(default_factory=dict)
     measured: tuple = ()  # measurement.json files from run_on_device.py: those rows become measured
+    constants: Path | None = None  # a user constants file (edgefer targets calibrate) for the modeled devices
 
     def model_for(self, stage: str, role: str) -> str:
         return self.models.get(stage) or self.models.get(role) or get_dataset(self.dataset).shipped_model(role)
@@ -173,6 +174,13 @@ def _machine() -> dict:
 
 def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comparison:
     """Run every stage (cached), write results.json / results.csv / summary.json / report.md / report.html."""
+    from edgefer.targets.costmodel import user_constants
+
+    with user_constants(config.constants):
+        return _compare(config, out, progress)
+
+
+def _compare(config: CompareConfig, out: Path, progress: bool) -> Comparison:
     from edgefer.bench.report import write_report
 
     get_dataset(config.dataset)  # an unknown dataset fails before any work
@@ -186,6 +194,7 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comp
     absent = {name: why for name, (ok, why) in availability.items() if not ok}
     stages = comparison_stages(present)
     options = {"runs": config.runs, "threads": config.threads, "timesteps": config.timesteps, "batch_size": config.snn_batch}
+    constants = hashlib.sha256(Path(config.constants).read_bytes()).hexdigest()[:16] if config.constants else None
     subjects: dict[str, Subject] = {}
 
     def subject(name: str) -> Subject:
@@ -203,7 +212,8 @@ def run_compare(config: CompareConfig, out: Path, progress: bool = True) -> Comp
             current = subject(config.model_for(stage.name, stage.role))
             target = get_target(stage.target, **options)
             key = cache.key(stage=stage.name, subject=current.digest, code=code_digest(target),
-                            options=stage_options(target, options))
+                            options=stage_options(target, options),
+                            **({"constants": constants} if constants and target.role == "edge" else {}))
             row = cache.run(stage.name, key, lambda: target_row(target, current, out / "artifacts").to_dict(),
                             lambda cached: Row.is_valid(cached, stage.target))
             rows.append(Row.from_dict(row))

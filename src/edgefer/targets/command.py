@@ -14,8 +14,15 @@ from edgefer.console import make_console
 ModelOpt = typer.Option(..., "--model", help="Shipped model name or checkpoint path.")
 
 
-def targets_command(json_out: bool = typer.Option(False, "--json", help="Print JSON.")):
+targets_app = typer.Typer(help="The registered targets (and refitting their cost models on your measurements).",
+                          invoke_without_command=True, add_completion=False)
+
+
+@targets_app.callback()
+def targets_command(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List the registered targets: role, runtime, artifact, what is measured here and what is modeled."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.table import Table
 
     from edgefer.targets import all_targets
@@ -67,6 +74,26 @@ def export_command(model: str = ModelOpt,
     sys.stdout.write(json.dumps({**artifact.to_dict(), "warnings": warnings}, indent=2) + "\n")
 
 
+@targets_app.command("calibrate")
+def calibrate_command(measured: list[Path] = typer.Option(..., "--measured", help="measurement.json from a device "
+                                                         "bundle (repeat the option for several)."),
+                      out: Path = typer.Option(..., "--out", help="User constants file to write (for --constants)."),
+                      json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")):
+    """Refit each measured device's cost-model constants on your measurements (published points kept as
+    priors) and write them to a constants file that compare and search take with --constants."""
+    from edgefer.targets.calibration import calibrate_from_measurements
+
+    report = calibrate_from_measurements(measured, out)
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    for device, r in report["devices"].items():
+        print(f"{device}: {r['n_measured']} measurement(s); median error on them {100 * r['before']['mdape_measured']:.0f} % "
+              f"-> {100 * r['after']['mdape_measured']:.0f} %, on the published points {100 * r['before']['mdape_published']:.0f} % "
+              f"-> {100 * r['after']['mdape_published']:.0f} %; constants {r['constants']}")
+    print(f"wrote {out}: use it with edgefer compare / search --constants {out}")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("targets")(targets_command)
+    app.add_typer(targets_app, name="targets")
     app.command("export")(export_command)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -219,23 +220,113 @@ def _predict_points(m: DeviceModel, points: list[dict], **override):
     return out
 
 
+# Constants refitted on a user's own measurements (``edgefer targets calibrate``), loaded with
+# ``use_constants``: they replace the published-point fit of their devices.
+USER_CONSTANTS_FORMAT = "edgefer-constants/1"
+_user_constants: dict[str, dict] = {}
+
+
 @lru_cache(maxsize=None)
 def fitted_model(device: str) -> DeviceModel:
     """The device model with its free constants fitted to the published ``fit`` points (log-error
-    least squares over a grid). Devices without published points keep their cited/assumed values."""
+    least squares over a grid), or the values of a user constants file loaded for it. Devices without
+    published points keep their cited/assumed values."""
     m = base_model(device)
-    free = _free_constants(device)
-    points = _points(device, "fit")
-    if not free or not points:
+    if device in _user_constants:
+        values = _user_constants[device]
+        return m.with_values(**values, fitted=tuple(values))
+    return _fit(m, _free_constants(device), _points(device, "fit"), [])
+
+
+def _grid(names: list[str]) -> dict:
+    grids = np.meshgrid(*[FIT_GRID[n] for n in names], indexing="ij")
+    return {n: g.ravel() for n, g in zip(names, grids)}
+
+
+def _fit(m: DeviceModel, free: list[str], points: list[dict], networks: list[dict]) -> DeviceModel:
+    """Grid search of the free constants on published points (public models known by totals) and, from
+    ``calibrate``, measured networks known layer by layer; the measurements together weigh ten times the
+    published points, which stay as priors for what few measurements cannot pin."""
+    if not free or not (points or networks):
         return m
     names = list(free)
-    grids = np.meshgrid(*[FIT_GRID[n] for n in names], indexing="ij")
-    override = {n: g.ravel() for n, g in zip(names, grids)}
-    measured = np.array([p["latency_s"] for p in points])
-    predicted = np.stack([np.broadcast_to(x, override[names[0]].shape) for x in _predict_points(m, points, **override)])
-    loss = np.sum(np.log(predicted / measured[:, None]) ** 2, axis=0)
+    override = _grid(names)
+    shape = override[names[0]].shape
+    loss = np.zeros(shape)
+    if points:
+        measured = np.array([p["latency_s"] for p in points])
+        predicted = np.stack([np.broadcast_to(x, shape) for x in _predict_points(m, points, **override)])
+        loss += np.sum(np.log(predicted / measured[:, None]) ** 2, axis=0)
+    if networks:
+        weight = 10.0 * max(1, len(points)) / len(networks)
+        for net in networks:
+            predicted = np.broadcast_to(network_latency(m, net["layers"], net["in_values"], net["out_values"], **override), shape)
+            loss += weight * np.log(predicted / net["latency_s"]) ** 2
     best = int(np.argmin(loss))
     return m.with_values(**{n: float(override[n][best]) for n in names}, fitted=tuple(names))
+
+
+def network_latency(m: DeviceModel, layers: list[dict], in_values: int, out_values: int, **override):
+    """The per-layer latency of a whole network (no fallback layers), broadcastable over ``override``
+    arrays like :func:`aggregate_latency`: what a grid fit on measured networks needs."""
+    c = {**m.__dict__, **override}
+    total = c["per_invoke_s"] + _link_s(c, in_values + out_values) + _stream_s(c, sum(r["params"] for r in layers))
+    for row in layers:
+        if row["kind"] not in ("conv", "dense", "pool"):
+            continue
+        traffic = (row["in_values"] + row["out_values"] + (0 if row["kind"] == "pool" else row["params"])) * c["bytes_per_value"]
+        compute = row["macs"] / (c["peak_macs_per_s"] * c["compute_efficiency"])
+        memory = 0.0 if c["memory_bytes_per_s"] is None else traffic / c["memory_bytes_per_s"]
+        total = total + np.maximum(compute, memory) + (0.0 if row["kind"] == "pool" else c["per_layer_s"])
+    return total
+
+
+def calibrate(device: str, networks: list[dict]) -> DeviceModel:
+    """The device model refitted on measured networks (rows of ``layers``, ``in_values``, ``out_values``,
+    ``latency_s``) with its published fit points as priors."""
+    return _fit(base_model(device), _free_constants(device), _points(device, "fit"), networks)
+
+
+@contextmanager
+def user_constants(path):
+    """Within the block, the devices of a user constants file (written by ``edgefer targets calibrate``) use
+    its values; ``None`` changes nothing. Yields the devices it holds."""
+    if path is None:
+        yield []
+        return
+    saved = dict(_user_constants)
+    _user_constants.update(read_user_constants(path))
+    fitted_model.cache_clear()
+    try:
+        yield list(read_user_constants(path))
+    finally:
+        _user_constants.clear()
+        _user_constants.update(saved)
+        fitted_model.cache_clear()
+
+
+def read_user_constants(path) -> dict[str, dict]:
+    """device -> {constant: value} of a user constants file, checked."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        devices = data["devices"]
+        if data.get("format") != USER_CONSTANTS_FORMAT or not isinstance(devices, dict):
+            raise ValueError(f"expected format {USER_CONSTANTS_FORMAT!r}")
+        loaded = {}
+        for device, entry in devices.items():
+            raw_constants(device)  # a device edgefer models
+            values = {k: float(v) for k, v in entry["constants"].items()}
+            if set(values) - set(FITTABLE) or not all(v > 0 for v in values.values() if v):
+                raise ValueError(f"{device}: only positive {', '.join(FITTABLE)} may be set")
+            loaded[device] = values
+    except FileNotFoundError:
+        raise EdgeferError("no such constants file", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise EdgeferError(f"not a usable constants file ({exc})", path) from None
+    return loaded
 
 
 def _ape(predicted, measured) -> float:

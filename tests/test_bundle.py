@@ -78,7 +78,7 @@ def test_the_runner_measures_each_artifact_as_edgefer_runs_it(target, args, tiny
     if not chosen.available()[0]:
         pytest.skip(chosen.available()[1])
     manifest = write_bundle(chosen, tiny_cnn, tmp_path / target, "tiny-cnn")
-    proc = _run_on_device(tmp_path / target, blocker, "--power-w", "6.0", "--idle-w", "2.5", *args)
+    proc = _run_on_device(tmp_path / target, blocker, "--power-w", "6.0", "--idle-w", "2.5", "--threads", "1", *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     measurement = load_measurement(tmp_path / target / "measurement.json")
     with np.load(tmp_path / target / "testset.npz") as data:
@@ -89,6 +89,7 @@ def test_the_runner_measures_each_artifact_as_edgefer_runs_it(target, args, tiny
     assert measurement["power"]["energy_j"] == pytest.approx(6.0 * measurement["latency_s"]["median"])
     assert measurement["power"]["dynamic_energy_j"] == pytest.approx(3.5 * measurement["latency_s"]["median"])
     assert measurement["model_digest"] == tiny_cnn.digest() and measurement["device"]["cpus"] == os.cpu_count()
+    assert measurement["threads"] == 1 and measurement["pinned_cpus"] == sorted(os.sched_getaffinity(0))[:1]
 
 
 def test_the_runner_names_a_missing_runtime_and_how_to_install_it(tiny_cnn, blocker, tmp_path):

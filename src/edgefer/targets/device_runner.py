@@ -255,6 +255,11 @@ def measure(bundle, args):
     fmt = manifest["artifact"]["format"]
     if fmt not in RUNTIMES:
         raise RunnerError("artifact format {!r} has no runner here".format(fmt))
+    pinned = None
+    if args.threads and hasattr(os, "sched_setaffinity"):
+        # the runtime's threads on as many cores, chosen once: timings do not wander between cores
+        pinned = sorted(os.sched_getaffinity(0))[:args.threads]
+        os.sched_setaffinity(0, pinned)
     run, runtime = RUNTIMES[fmt](artifact_path, args.threads, manifest["target"], args.cpu)
     with np.load(os.path.join(bundle, manifest["testset"]["file"])) as data:
         inputs, labels = data["inputs"].astype(np.float32), data["labels"]
@@ -300,7 +305,8 @@ def measure(bundle, args):
         "model": manifest["model"], "model_digest": manifest["model_digest"],
         "artifact": {"file": manifest["artifact"]["file"], "format": fmt, "precision": manifest["artifact"]["precision"],
                      "sha256": manifest["artifact"]["sha256"]},
-        "runtime": runtime, "cpu_only": bool(args.cpu), "threads": args.threads, "warmup": args.warmup,
+        "runtime": runtime, "cpu_only": bool(args.cpu), "threads": args.threads, "pinned_cpus": pinned,
+        "warmup": args.warmup,
         "runs": args.runs, "batch": 1,
         "latency_s": {"median": latency, "p90": percentile(ordered, 0.90), "p99": percentile(ordered, 0.99),
                       "mean": statistics.mean(ordered)},

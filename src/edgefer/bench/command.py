@@ -101,7 +101,8 @@ def format_table(result: dict):
         if not r.ok:
             table.add_row(r.target, "skipped", r.why or "", "", "", "", "", "", "")
             continue
-        table.add_row(r.target, r.artifact, _fmt(r.accuracy, ".4f"), _fmt(r.accuracy_drop_points, "+.2f"),
+        accuracy = _fmt(r.accuracy, ".4f") + (" (simulated)" if r.accuracy_source == "simulated" else "")
+        table.add_row(r.target, r.artifact, accuracy, _fmt(r.accuracy_drop_points, "+.2f"),
                       _fmt(r.latency_s * 1e3, ".3f"), _fmt(r.fps, ".0f"), _fmt(r.power_w, ".2f"),
                       _fmt(None if r.energy_j is None else r.energy_j * 1e3, ".3f"), r.source)
     return table

@@ -53,7 +53,8 @@ def to_nir(net: SpikingNet):
                 nodes[flatten] = nir.Flatten(input_type={"input": np.array(layer.input_shape)}, start_dim=0)
                 edges.append((previous, flatten))
                 previous = flatten
-            syn = nir.Affine(weight=weight, bias=bias) if layer.bias is not None else nir.Linear(weight=weight)
+            # Affine even without a bias (zeros): Sinabs' importer maps nir.Affine but drops nir.Linear
+            syn = nir.Affine(weight=weight, bias=bias)
             nodes[layer.name] = syn
             edges.append((previous, layer.name))
             previous = layer.name

@@ -28,6 +28,7 @@ from edgefer.data.datasets import get_dataset
 from edgefer.errors import EdgeferError, output_folder
 from edgefer.snn import STUDY_TIMESTEPS
 from edgefer.targets import get_target, target_classes
+from edgefer.targets.registry import accepted_options
 from edgefer.targets.bundle import load_measurement
 
 CACHE_VERSION = 2  # bump when a stage's row format changes
@@ -196,6 +197,7 @@ def _compare(config: CompareConfig, out: Path, progress: bool) -> Comparison:
     options = {"runs": config.runs, "threads": config.threads, "timesteps": config.timesteps, "batch_size": config.snn_batch}
     constants = hashlib.sha256(Path(config.constants).read_bytes()).hexdigest()[:16] if config.constants else None
     subjects: dict[str, Subject] = {}
+    code: dict[str, str] = {}  # per role: the package files are hashed once per run, not per stage
 
     def subject(name: str) -> Subject:
         if name not in subjects:
@@ -211,13 +213,16 @@ def _compare(config: CompareConfig, out: Path, progress: bool) -> Comparison:
             bar.update(task, description=f"{config.dataset}: {stage.name}")
             current = subject(config.model_for(stage.name, stage.role))
             target = get_target(stage.target, **options)
-            key = cache.key(stage=stage.name, subject=current.digest, code=code_digest(target),
-                            options=stage_options(target, options),
+            if target.role not in code:
+                code[target.role] = code_digest(target)
+            key = cache.key(stage=stage.name, subject=current.digest, code=code[target.role],
+                            # the options its constructor takes (runs, threads, timesteps): changing one reruns only its stages
+                            options=accepted_options(type(target), options),
                             **({"constants": constants} if constants and target.role == "edge" else {}))
             row = cache.run(stage.name, key, lambda: target_row(target, current, out / "artifacts").to_dict(),
                             lambda cached: Row.is_valid(cached, stage.target))
             rows.append(Row.from_dict(row))
-            digests[stage.target] = current.model.digest()
+            digests[stage.target] = current.model_digest
             bar.advance(task)
     for path in config.measured:
         merge_measurement(rows, load_measurement(path), digests)
@@ -270,15 +275,6 @@ def merge_measurement(rows: list[Row], measurement: dict, digests: dict[str, str
                      f"({measurement['runtime'].get('delegate') or 'CPU kernels'}); "
                      + (f"power: {row.figures['power_source']}" if power is not None else "power not measured")
                      + f"; the cost model said {1e3 * modeled['latency_s']:.3f} ms")
-
-
-def stage_options(target, options: dict) -> dict:
-    """The options a stage's row depends on: those the target's constructor takes (a measured target's
-    runs and threads, a spiking chip's timesteps), so changing one reruns only its stages."""
-    import inspect
-
-    accepted = inspect.signature(type(target).__init__).parameters
-    return {k: v for k, v in sorted(options.items()) if k in accepted}
 
 
 def _progress(enabled: bool):

@@ -36,7 +36,8 @@ class Subject:
     test: object
     inputs: np.ndarray
     labels: np.ndarray
-    digest: str
+    model_digest: str  # the network (FerModel.digest)
+    data_digest: str  # the held-out images and labels
     data_root: Path | None = None
     _torch_accuracy: float | None = None
     _train: object = None
@@ -58,7 +59,12 @@ class Subject:
         test = heldout_test_set(model, data_root)
         data_digest = hashlib.sha256(test.images.tobytes() + test.labels.astype(np.int64).tobytes()).hexdigest()[:16]
         return cls(name, model, test, prepare_input(test.images, model.input_mode), model_labels(model, test),
-                   f"{model.digest()}-{data_digest}", data_root)
+                   model.digest(), data_digest, data_root)
+
+    @property
+    def digest(self) -> str:
+        """What a row of this subject depends on: the network and its test images."""
+        return f"{self.model_digest}-{self.data_digest}"
 
     def torch_accuracy(self) -> float:
         """The torch model's accuracy, computed once: every target's artifact is compared with it."""

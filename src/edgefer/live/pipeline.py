@@ -28,7 +28,7 @@ from edgefer.data.faces import (DEFAULT_DETECTOR, DETECTORS, FRAMING_KEYS, Box, 
 from edgefer.data.framing import model_framings
 from edgefer.data.loaders import IMAGE_SUFFIXES
 from edgefer.data.preprocess import prepare_input
-from edgefer.errors import EdgeferError
+from edgefer.errors import EdgeferError, output_folder
 from edgefer.live.backends import BACKENDS, Classifier, make_classifier
 from edgefer.live.sources import Frame, FrameSource, open_source
 from edgefer.live.tracking import FaceTracker, Track, detect_frame
@@ -116,11 +116,7 @@ class AnnotatedOutput:
         else:
             raise EdgeferError(f"unknown output type {suffix!r}: use {', '.join(VIDEO_FOURCC)}, an image suffix, "
                                "or a folder", self.path)
-        target_dir = self.path if self.kind == "folder" else self.path.parent
-        try:
-            target_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EdgeferError(f"cannot create the output folder ({exc.strerror})", target_dir) from None
+        output_folder(self.path if self.kind == "folder" else self.path.parent)
         # A video or image is written under a temporary name and moved into place by close(): a failed
         # run leaves any earlier file of that name as it was.
         self.writing = partial_path(self.path) if self.kind != "folder" else self.path

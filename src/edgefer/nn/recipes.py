@@ -249,6 +249,12 @@ def training_set(model: FerModel, data_root=None) -> FaceDataset:
     return split_dataset(load_dataset(dataset, None, data_root), plan)[0]
 
 
+def evenly_spaced(count: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` of ``count`` items, evenly spaced over their order: the deterministic
+    subset edgefer takes wherever it needs a few representative images."""
+    return np.linspace(0, count - 1, min(limit, count)).round().astype(int)
+
+
 def calibration_inputs(model: FerModel, limit: int, input_mode: str | None = None, data_root=None,
                        train: FaceDataset | None = None) -> tuple[np.ndarray, str]:
     """The one calibration rule (int8 quantisation, spiking thresholds): ``limit`` evenly spaced images
@@ -257,7 +263,7 @@ def calibration_inputs(model: FerModel, limit: int, input_mode: str | None = Non
     from edgefer.data.preprocess import prepare_input
 
     train = training_set(model, data_root) if train is None else train
-    index = np.linspace(0, len(train) - 1, min(limit, len(train))).round().astype(int)
+    index = evenly_spaced(len(train), limit)
     description = f"{model.info['data']['dataset']} training split ({len(index)} images)"
     return prepare_input(train.images[index], input_mode or model.input_mode), description
 

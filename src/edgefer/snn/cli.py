@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from edgefer.snn import STUDY_TIMESTEPS
@@ -99,9 +98,11 @@ def export_nir_cmd(
     if calibration_data is not None:
         from edgefer.data.loaders import load_dataset
         from edgefer.data.preprocess import prepare_input
+        from edgefer.nn.recipes import evenly_spaced
+        from edgefer.snn.options import SnnOptions
 
         images = load_dataset(calibration_data, None, data_root).images
-        pick = np.linspace(0, len(images) - 1, min(256, len(images))).round().astype(int)
+        pick = evenly_spaced(len(images), SnnOptions.calibration_images)
         calibration = prepare_input(images[pick], input_mode or fer.input_mode)
     net = build_snn(fer, input_mode, precision, percentile, data_root=data_root, calibration=calibration)
     export_nir(net, out)

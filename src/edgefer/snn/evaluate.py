@@ -11,7 +11,7 @@ import torch
 from edgefer.data.dataset import FaceDataset
 from edgefer.data.preprocess import input_sparsity, prepare_input
 from edgefer.errors import EdgeferError, UnrecordedDataError
-from edgefer.nn.recipes import calibration_inputs
+from edgefer.nn.recipes import calibration_inputs, evenly_spaced
 from edgefer.snn.chip import Chip, default_chip
 from edgefer.snn.convert import SpikingNet, convert, quantise_loihi
 from edgefer.snn.loihi import LoihiCost, cost, partition
@@ -44,7 +44,7 @@ def _build_for(model, inputs: np.ndarray, mode: str, options: SnnOptions, data_r
     try:
         return build_snn(model, mode, calibration_images=options.calibration_images, **build)
     except UnrecordedDataError:
-        pick = np.linspace(0, len(inputs) - 1, min(options.calibration_images, len(inputs))).round().astype(int)
+        pick = evenly_spaced(len(inputs), options.calibration_images)
         net = build_snn(model, mode, calibration=inputs[pick], **build)
         net.info["calibration"] = f"evaluated images ({len(pick)}; the model card records no training data)"
         return net

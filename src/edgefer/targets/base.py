@@ -75,8 +75,8 @@ class Artifact:
         folder.mkdir(parents=True, exist_ok=True)
         for name in self.files:
             shutil.copyfile(Path(self.path).parent / name, folder / name)
-        other = {n for n in (getattr(target, "accuracy_note", ""),) if n}
-        notes = [n for n in self.notes if n.startswith("calibrated on")] + sorted(other)
+        # the calibration stays; the accuracy note becomes the copying target's own
+        notes = [n for n in self.notes if n.startswith("calibrated on")] + ([target.accuracy_note] if target.accuracy_note else [])
         copied = Artifact(**{**self.__dict__, "target": target.name, "path": folder / Path(self.path).name,
                              "files": list(self.files), "notes": notes})
         copied.save_manifest()

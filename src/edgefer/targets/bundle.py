@@ -32,7 +32,7 @@ def write_bundle(target, model, folder: str | Path, model_name: str, data_root=N
     """Export ``model`` for ``target`` into ``folder`` with its test images and the device runner."""
     from edgefer.data.preprocess import prepare_input
     from edgefer.nn.evaluate import model_labels
-    from edgefer.nn.recipes import heldout_test_set
+    from edgefer.nn.recipes import evenly_spaced, heldout_test_set
     from edgefer.targets import device_runner
 
     if target.artifact_format not in RUNNABLE_FORMATS:
@@ -41,7 +41,7 @@ def write_bundle(target, model, folder: str | Path, model_name: str, data_root=N
     folder = output_folder(folder)
     artifact = target.export(model, folder / "artifact")
     test = heldout_test_set(model, data_root)
-    pick = np.linspace(0, len(test) - 1, min(images, len(test))).round().astype(int)
+    pick = evenly_spaced(len(test), images)
     inputs = prepare_input(test.images[pick], model.input_mode).astype(np.float32)
     labels = model_labels(model, test)[pick]
     np.savez(folder / "testset.npz", inputs=inputs, labels=labels, classes=np.array(model.classes))

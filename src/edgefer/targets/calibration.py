@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefer.errors import EdgeferError
+from edgefer.errors import EdgeferError, output_folder
 from edgefer.targets import costmodel
 
 
@@ -61,7 +61,7 @@ def calibrate_from_measurements(paths, out: str | Path) -> dict:
         report["devices"][device] = {"n_measured": len(networks), "constants": constants,
                                      "before": _errors(before, networks, device), "after": _errors(after, networks, device)}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(out.parent)
     out.write_text(json.dumps({"format": costmodel.USER_CONSTANTS_FORMAT, "devices": devices,
                                "report": report["devices"]}, indent=2) + "\n")
     return report

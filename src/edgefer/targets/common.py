@@ -204,7 +204,8 @@ class BaseTarget:
             ["no published points for this device: constants are cited or assumed, the model is unvalidated"]
         if unsupported:
             notes.append(f"{len(unsupported)} layer(s) fall back to the {model.fallback_device} CPU: {sorted(unsupported)}")
-        keys = tuple(k for k in model.citation_keys if k in citations())
+        known = citations()
+        keys = tuple(k for k in model.citation_keys if k in known)
         return Cost(latency, power, None if power is None else power * latency, "modeled", keys,
                     {**result["terms"], "layers": result["layers"]}, notes)
 

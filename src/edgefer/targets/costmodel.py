@@ -59,11 +59,19 @@ def shared_citations() -> dict:
 
 def citations() -> dict:
     """Every citation key: the shared ones and those each target's constants file brings."""
-    from edgefer.targets.registry import target_classes
+    from edgefer.targets.registry import target_names
+
+    return _citations(target_names())
+
+
+@lru_cache(maxsize=None)
+def _citations(names: tuple[str, ...]) -> dict:
+    """Merged once per set of registered targets (a plugin registering later gets its own entry)."""
+    from edgefer.targets.registry import target_class
 
     out = dict(shared_citations())
-    for cls in target_classes():
-        out.update(cls.constants_data().get("citations", {}))
+    for name in names:
+        out.update(target_class(name).constants_data().get("citations", {}))
     return out
 
 

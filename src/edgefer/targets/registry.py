@@ -105,12 +105,17 @@ def target_class(name: str) -> type:
     return _CLASSES[name]
 
 
+def accepted_options(cls: type, options: dict) -> dict:
+    """The ``options`` a target class's constructor takes (sorted by name)."""
+    accepted = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in sorted(options.items()) if k in accepted}
+
+
 def get_target(name: str, **options):
     """A target by name. ``options`` (threads, runs, timesteps, ...) go to the targets whose
     constructor takes them; the others ignore them."""
     cls = target_class(name)
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in options.items() if k in accepted})
+    return cls(**accepted_options(cls, options))
 
 
 def all_targets(**options) -> list:

@@ -13,7 +13,10 @@ from hypothesis.extra import numpy as hnp
 from edgefer.data.dataset import FaceDataset
 from edgefer.errors import EdgeferError
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: the same examples in every run, so a CI run cannot turn red by chance (random runs of 1,200
+# examples per test found the one bug they did, a CSV row missing a field, now a regression test).
+FAST = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 DTYPES = st.sampled_from([np.uint8, np.int16, np.int64, np.float32, np.float64, np.bool_])
 
 

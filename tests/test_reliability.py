@@ -310,3 +310,11 @@ def test_every_command_answers_bad_arguments_with_one_error_line_and_writes_noth
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, (argv, proc.stderr[-1500:])
         assert "Traceback" not in proc.stderr + proc.stdout, argv
         assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], (argv, list(tmp_path.iterdir()))
+
+
+def test_a_csv_row_missing_a_field_is_a_clear_error(tmp_path):
+    from edgefer.data.loaders import load_kaggle_csv
+
+    short = _csv(tmp_path / "short.csv", "pixels,emotion\n1 2 3\n")  # found by the property test: emotion is None
+    with pytest.raises(EdgeferError, match="line 2: malformed row \\(emotion or pixels missing or not integers\\)"):
+        load_kaggle_csv(short)

@@ -183,8 +183,8 @@ def load_kaggle_csv(path: str | Path, usage: str | None = None) -> FaceDataset:
                 try:
                     label = int(row["emotion"])
                     pixels = np.array(row["pixels"].split(), dtype=np.int64)
-                except (ValueError, AttributeError, OverflowError):
-                    raise EdgeferError(f"line {line}: malformed row (emotion or pixels not integers)", path) from None
+                except (ValueError, TypeError, AttributeError, OverflowError):  # TypeError: a field missing from the row
+                    raise EdgeferError(f"line {line}: malformed row (emotion or pixels missing or not integers)", path) from None
                 if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
                     raise EdgeferError(
                         f"line {line}: {pixels.size} pixels, expected {IMAGE_SIZE * IMAGE_SIZE}", path

@@ -10,7 +10,6 @@ from typing import Optional
 
 import typer
 
-from edgefer.snn import STUDY_TIMESTEPS
 
 from edgefer.console import make_console
 
@@ -38,7 +37,8 @@ def compare_command(
     use_shipped: bool = typer.Option(True, "--use-shipped/--search",
                                      help="Shipped models (default), or each target's AutoML result (edgefer search)."),
     objective: str = typer.Option("hierarchical", "--objective", help="Which searches --search reads: hierarchical | pareto."),
-    timesteps: int = typer.Option(STUDY_TIMESTEPS, "--timesteps", "-T", help="SNN timesteps per image (Loihi rows)."),
+    timesteps: Optional[int] = typer.Option(None, "--timesteps", "-T", help="SNN timesteps per image of the Loihi rows "
+                                            "(default: per net, the fewest within 1 point of its T=50 agreement with its CNN)."),
     runs: int = typer.Option(200, "--runs", min=200, help="Timed runs of measured targets (>= 200)."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads of the host target (pinned)."),
     fresh: bool = typer.Option(False, "--fresh", help="Recompute every stage (ignore OUT/cache)."),

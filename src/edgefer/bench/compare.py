@@ -26,7 +26,6 @@ from edgefer.bench.rows import (REALTIME_FPS, STUDY_ACCELERATOR, STUDY_CHIP, STU
                                 target_row)
 from edgefer.data.datasets import get_dataset
 from edgefer.errors import EdgeferError, output_folder
-from edgefer.snn import STUDY_TIMESTEPS
 from edgefer.targets import get_target, target_classes
 from edgefer.targets.registry import accepted_options
 from edgefer.targets.bundle import load_measurement
@@ -37,7 +36,7 @@ CACHE_VERSION = 2  # bump when a stage's row format changes
 @dataclass
 class CompareConfig:
     dataset: str = "ckplus"
-    timesteps: int = STUDY_TIMESTEPS
+    timesteps: int | None = None  # Loihi rows: None runs each net at the T its export chose (see LoihiTarget)
     runs: int = 200  # timed runs of measured targets (>= 200, after warm-up)
     threads: int = 1  # CPU threads of the host target (pinned)
     snn_batch: int = 64
@@ -185,7 +184,7 @@ def _compare(config: CompareConfig, out: Path, progress: bool) -> Comparison:
     from edgefer.bench.report import write_report
 
     get_dataset(config.dataset)  # an unknown dataset fails before any work
-    if config.timesteps < 1:
+    if config.timesteps is not None and config.timesteps < 1:
         raise EdgeferError(f"--timesteps must be >= 1, got {config.timesteps}")
     out = output_folder(out)
     cache = StageCache(output_folder(out / "cache"), config.fresh)
@@ -229,7 +228,7 @@ def _compare(config: CompareConfig, out: Path, progress: bool) -> Comparison:
     summary = {
         "dataset": config.dataset,
         "models": {stage.name: config.model_for(stage.name, stage.role) for stage in stages},
-        "timesteps": config.timesteps,
+        "timesteps": config.timesteps or "chosen per net",
         "headline": headline(rows),
         "absent_targets": absent,
         "cached_stages": cache.hits,

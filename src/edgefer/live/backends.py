@@ -134,7 +134,7 @@ class OpenVinoClassifier(Classifier):
 
 class SpikingClassifier(Classifier):
     """The model through the ``loihi`` target: converted to a rate-coded spiking network with Loihi's
-    precision (exported once to a temporary folder) and simulated for the study's timesteps per face;
+    precision (exported once to a temporary folder) and simulated for the timesteps its export chose per face;
     probabilities are the softmax of the readout's scores (output spike counts)."""
 
     name = "snn"

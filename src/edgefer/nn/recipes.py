@@ -60,6 +60,9 @@ class Recipe:
 _STUDY_SPLIT = SplitPlan("study", seed=123, test_fraction=0.15, val_fraction=0.10)
 _LOIHI_TRAINING = TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1e-4, label_smoothing=0.05,
                               clip_grad_norm=5.0, seed=0)
+# Conversion-aware fine-tuning of a trained Loihi net (edgefer.nn.qcfs): QCFS activations with 8 levels, one
+# level of noise on 35 % of the activations (what uneven spike arrival does to a converted net at small T).
+_LOIHI_QCFS_TUNING = replace(_LOIHI_TRAINING, epochs=60, qcfs_level_noise=0.35)
 # FER2013's official Training / PublicTest usages, 10 % of Training held for model selection.
 _FER2013_SPLIT = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.10)
 # The Loihi net is small (5.9 M MACs): 40 bf16 epochs on 2 CPU cores; milder augmentation than the
@@ -68,6 +71,9 @@ _FER2013_LOIHI_TRAINING = TrainConfig(epochs=40, batch_size=128, lr=2e-3, weight
                                       rotate_deg=8.0, shift=0.06, scale=0.06, clip_grad_norm=5.0,
                                       precision="bf16", seed=0)
 
+# Conversion-aware fine-tuning of fer2013-loihi (see _LOIHI_QCFS_TUNING); fp32: on a CPU without AVX512-BF16,
+# bf16 autocast is twice as slow.
+_FER2013_LOIHI_QCFS_TUNING = replace(_FER2013_LOIHI_TRAINING, epochs=20, lr=1e-3, precision="fp32", qcfs_level_noise=0.35)
 # FER2013's whole Training usage, no validation: the later stages keep their final weight average.
 _FER2013_ALL = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0)
 # Distillation stages: the soft labels of an ensemble of the project's FER2013 VGG checkpoints.
@@ -107,12 +113,34 @@ RECIPES = {
         _STUDY_SPLIT,
         "the study's Loihi-compatible net trained on Canny edge maps of CK+48 (the study's sparse SNN input)",
     ),
+    "ckplus-loihi-qcfs": Recipe(
+        "ckplus", "loihi-study-qcfs", "gray",
+        _LOIHI_QCFS_TUNING,
+        _STUDY_SPLIT,
+        "the study's Loihi net for CK+48 fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise)",
+        init_recipe="ckplus-loihi",
+    ),
+    "ckplus-loihi-edges-qcfs": Recipe(
+        "ckplus", "loihi-study-qcfs", "edges",
+        _LOIHI_QCFS_TUNING,
+        _STUDY_SPLIT,
+        "the study's Loihi net on CK+48 edge maps fine-tuned for conversion at few timesteps (QCFS, 8 levels, level "
+        "noise)",
+        init_recipe="ckplus-loihi-edges",
+    ),
     "fer2013-loihi": Recipe(
         "fer2013", "loihi-study", "gray",
         _FER2013_LOIHI_TRAINING,
         _FER2013_SPLIT,
         "the study's Loihi-compatible net trained on FER2013 Training (90 % train / 10 % validation), "
         "tested on PublicTest: the spiking rows of the FER2013 comparison",
+    ),
+    "fer2013-loihi-qcfs": Recipe(
+        "fer2013", "loihi-study-qcfs", "gray",
+        _FER2013_LOIHI_QCFS_TUNING,
+        _FER2013_SPLIT,
+        "fer2013-loihi fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise); tested on PublicTest",
+        init_recipe="fer2013-loihi",
     ),
     "fer2013-loihi-edges": Recipe(
         "fer2013", "loihi-study", "edges",

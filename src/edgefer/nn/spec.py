@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # torch loads only when a network is built or walked
     from torch import nn
 
 DOWNSAMPLING = ("maxpool", "avgpool", "stride2")
+# relu, or qcfs: a ReLU quantised to ``levels`` steps and clipped at a trained threshold, trained for
+# conversion to spikes at few timesteps (edgefer.nn.qcfs).
+ACTIVATIONS = ("relu", "qcfs")
 HEAD_POOLING = ("flatten", "avg")
 
 
@@ -36,6 +39,7 @@ class ArchSpec:
     dense: tuple[int, ...] = (128,)
     dropout: float = 0.0
     activation: str = "relu"
+    levels: int = 0  # quantisation levels L of the qcfs activation (0 with relu)
     stem: int = 0  # channels of a leading 1x1 convolution; 0: none
     head: str = "flatten"
     in_channels: int = 1
@@ -63,8 +67,11 @@ class ArchSpec:
             problems.append(f"downsample {self.downsample!r} is not one of {DOWNSAMPLING}")
         if self.head not in HEAD_POOLING:
             problems.append(f"head {self.head!r} is not one of {HEAD_POOLING}")
-        if self.activation != "relu":
-            problems.append(f"activation {self.activation!r} is not supported (relu)")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation {self.activation!r} is not one of {ACTIVATIONS}")
+        elif (self.activation == "qcfs") != (self.levels > 0) or not 0 <= self.levels <= 256:
+            problems.append(f"levels must be 1-256 with the qcfs activation and 0 with relu, got {self.levels} with "
+                            f"{self.activation}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.input_size >> len(self.filters) < 1:
@@ -111,12 +118,17 @@ class ArchSpec:
         """The torch module: named, flat layers so that converters and counters can walk them."""
         from torch import nn
 
+        from edgefer.nn.qcfs import Qcfs
+
+        def activation() -> nn.Module:
+            return Qcfs(self.levels) if self.activation == "qcfs" else nn.ReLU()
+
         layers: list[tuple[str, nn.Module]] = []
         channels = self.in_channels
         pad = self.kernel_size // 2
         if self.stem:
             layers.append(("stem", nn.Conv2d(channels, self.stem, 1, bias=self.bias)))
-            layers.append(("stem_act", nn.ReLU()))
+            layers.append(("stem_act", activation()))
             channels = self.stem
         for b, (width, convs) in enumerate(zip(self.filters, self.convs_per_block), start=1):
             for c in range(1, convs + 1):
@@ -124,7 +136,7 @@ class ArchSpec:
                 layers.append((f"conv{b}_{c}", nn.Conv2d(channels, width, self.kernel_size, stride, pad, bias=self.bias)))
                 if self.batchnorm:
                     layers.append((f"bn{b}_{c}", nn.BatchNorm2d(width)))
-                layers.append((f"act{b}_{c}", nn.ReLU()))
+                layers.append((f"act{b}_{c}", activation()))
                 channels = width
             if self.downsample == "maxpool":
                 layers.append((f"pool{b}", nn.MaxPool2d(2)))
@@ -138,7 +150,7 @@ class ArchSpec:
             if self.dropout:
                 layers.append((f"drop{d}", nn.Dropout(self.dropout)))
             layers.append((f"fc{d}", nn.Linear(features, units, bias=self.bias)))
-            layers.append((f"fc{d}_act", nn.ReLU()))
+            layers.append((f"fc{d}_act", activation()))
             features = units
         if self.dropout:
             layers.append(("drop_out", nn.Dropout(self.dropout)))
@@ -229,13 +241,15 @@ def layer_table(model: nn.Module, input_shape: tuple[int, int, int]) -> list[dic
 # 24, 24/s2, 44, 44/s2, dense 85, 100, 7; no bias, no pooling, no batch-norm, ReLU (~180 k params).
 LOIHI_STUDY = ArchSpec(filters=(12, 24, 44), convs_per_block=2, downsample="stride2", batchnorm=False,
                        bias=False, dense=(85, 100), stem=3)
+# The same layers trained for conversion at few timesteps: QCFS activations with 8 levels (edgefer.nn.qcfs).
+LOIHI_STUDY_QCFS = replace(LOIHI_STUDY, activation="qcfs", levels=8)
 # CK+48 VGG-like net.
 CKPLUS_CNN = ArchSpec(filters=(16, 32, 64), convs_per_block=2, downsample="maxpool", batchnorm=True,
                       dense=(128,), dropout=0.1)
 # FER2013 VGG-like net within 2 M parameters and 100 M MACs.
 FER2013_CNN = ArchSpec(filters=(32, 64, 128, 256), convs_per_block=(1, 2, 2, 2), downsample="maxpool",
                        batchnorm=True, dense=(256,), dropout=0.4, head="flatten")
-PRESETS = {"loihi-study": LOIHI_STUDY, "vgg-ckplus": CKPLUS_CNN, "vgg-fer2013": FER2013_CNN}
+PRESETS = {"loihi-study": LOIHI_STUDY, "loihi-study-qcfs": LOIHI_STUDY_QCFS, "vgg-ckplus": CKPLUS_CNN, "vgg-fer2013": FER2013_CNN}
 
 
 def resolve_arch(name_or_path: str) -> ArchSpec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from edgefer.data.dataset import FaceDataset
 from edgefer.data.preprocess import prepare_input
 from edgefer.errors import EdgeferError
 from edgefer.nn.model import FerModel
+from edgefer.nn.qcfs import init_clips, qcfs_layers
 from edgefer.nn.spec import ArchSpec
 
 
@@ -52,6 +53,8 @@ class TrainConfig:
     # "augmented": teachers see the student's augmented batch; "clean": teachers see the training
     # image as it is (soft labels computed once), so a robust student learns clean-image knowledge.
     distill_view: str = "augmented"
+    # QCFS nets: the chance that an activation moves one level during training (see edgefer.nn.qcfs.Qcfs)
+    qcfs_level_noise: float = 0.0
     seed: int = 0
     device: str = "auto"
 
@@ -249,7 +252,9 @@ def train(
         raise EdgeferError(f"unknown precision {cfg.precision!r}; choose fp32 or bf16")
     if cfg.distill_view not in ("augmented", "clean"):
         raise EdgeferError(f"unknown distill_view {cfg.distill_view!r}; choose augmented or clean")
-    if init is not None and init.spec != spec:
+    # A ReLU net may start a QCFS one of the same layers (conversion-aware fine-tuning).
+    relu_to_qcfs = init is not None and replace(init.spec, activation=spec.activation, levels=spec.levels) == spec
+    if init is not None and init.spec != spec and not relu_to_qcfs:
         raise EdgeferError("the initial model's ArchSpec differs from the one to train")
     if (cfg.distill_weight > 0) != bool(teachers):
         raise EdgeferError("distillation needs both teachers and distill_weight > 0" if cfg.distill_weight > 0
@@ -264,7 +269,7 @@ def train(
         torch.backends.cudnn.benchmark = True
     module = spec.build()
     if init is not None:
-        module.load_state_dict(init.module.state_dict())
+        module.load_state_dict(init.module.state_dict(), strict=not relu_to_qcfs)
     module = module.to(device, memory_format=torch.channels_last)
     teacher_modules = [t.module.to(device, memory_format=torch.channels_last).eval() for t in teachers]
     ema = None
@@ -273,6 +278,10 @@ def train(
             module, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     x = torch.from_numpy(prepare_input(train_set.images, input_mode)).to(device)
     y = torch.from_numpy(train_set.labels).to(device)
+    if spec.activation == "qcfs" and (init is None or init.spec != spec):
+        init_clips(module, x[:: max(1, len(x) // 512)].contiguous(memory_format=torch.channels_last))
+    for layer in qcfs_layers(module):
+        layer.level_noise = cfg.qcfs_level_noise
     if val_set is not None:
         xv = torch.from_numpy(prepare_input(val_set.images, input_mode)).to(device)
         yv = torch.from_numpy(val_set.labels).to(device)

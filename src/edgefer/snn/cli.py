@@ -45,7 +45,7 @@ def eval_cmd(
     readout: str = typer.Option("spikes", "--readout", help="spikes (output counts) | membrane (integrated input)."),
     percentile: float = typer.Option(99.99, "--percentile", help="Activation percentile that sets each layer's scale."),
     leak: float = typer.Option(0.0, "--leak", help="Membrane leak per timestep (0: integrate-and-fire)."),
-    v_init: float = typer.Option(0.0, "--v-init", help="Initial membrane as a fraction of the threshold."),
+    v_init: Optional[float] = typer.Option(None, "--v-init", help="Initial membrane as a fraction of the threshold (default: 0.5 for a QCFS-trained net, else 0)."),
     static_power_w: Optional[float] = typer.Option(None, "--static-power-w", help="Loihi static power per chip (default from the constants file: 0.029 W, Blouw et al. 2019)."),
     host_io_s: Optional[float] = typer.Option(None, "--host-io-s", help="Host I/O seconds per timestep (default 0)."),
     batch_size: int = typer.Option(64, "--batch-size"),

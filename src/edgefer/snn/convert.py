@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgefer.errors import EdgeferError
+from edgefer.nn.qcfs import Qcfs, qcfs_clip, qcfs_layers
 from edgefer.snn.options import DEFAULT_PERCENTILE
 
 UNSUPPORTED_ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.PReLU, nn.Softmax,
@@ -161,7 +162,13 @@ class _Pending:
     weight: torch.Tensor
     bias: torch.Tensor
     relu: bool = False
+    activation: nn.Module | None = None  # ReLU or QCFS: the CNN's own, so calibration sees its activations
     sources: list[str] = field(default_factory=list)
+
+    @property
+    def clip(self) -> float | None:
+        """A QCFS activation's trained clip: the layer's scale (its IF threshold), no percentile needed."""
+        return qcfs_clip(self.activation)
 
 
 def _fold_batchnorm(pending: _Pending, bn: nn.BatchNorm2d) -> None:
@@ -178,7 +185,7 @@ def _layer_plan(module: nn.Sequential, offchip_stem: bool) -> tuple[list[tuple[s
     if offchip_stem and children and children[0][0] == "stem":
         encoder.append(children[0])
         start = 1
-        if len(children) > 1 and isinstance(children[1][1], nn.ReLU):
+        if len(children) > 1 and isinstance(children[1][1], (nn.ReLU, Qcfs)):
             encoder.append(children[1])
             start = 2
     layers: list[_Pending] = []
@@ -201,15 +208,19 @@ def _layer_plan(module: nn.Sequential, offchip_stem: bool) -> tuple[list[tuple[s
                                    "folded into one")
             _fold_batchnorm(last, child)
             last.sources.append(name)
-        elif isinstance(child, nn.ReLU):
+        elif isinstance(child, (nn.ReLU, Qcfs)):
             if last is None or last.relu:
                 raise EdgeferError(f"ReLU {name!r} does not follow a weight layer and cannot be converted")
             last.relu = True
+            last.activation = child
             last.sources.append(name)
         elif isinstance(child, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             if last is not None and not last.relu:
                 raise EdgeferError(f"pooling layer {name!r} follows {last.name!r} without a ReLU")
-            layers.append(_Pending(name, child, torch.empty(0), torch.empty(0), relu=True, sources=[name]))
+            # Averages of QCFS outputs stay within the clip: the pool keeps the scale of its input.
+            clip = last.activation if last is not None and isinstance(last.activation, Qcfs) else None
+            layers.append(_Pending(name, child, torch.empty(0), torch.empty(0), relu=True, activation=clip,
+                                   sources=[name]))
         elif isinstance(child, nn.MaxPool2d):
             raise EdgeferError(f"layer {name!r} (MaxPool2d) cannot be converted: max-pooling has no rate-coded "
                                "spiking equivalent; use avgpool or stride2 downsampling")
@@ -257,12 +268,14 @@ def _percentile(values: torch.Tensor, percentile: float, max_samples: int = 4_00
 
 @torch.no_grad()
 def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = DEFAULT_PERCENTILE, offchip_stem: bool = True,
-            leak: float = 0.0, v_init: float = 0.0, input_mode: str | None = None) -> SpikingNet:
+            leak: float = 0.0, v_init: float | None = None, input_mode: str | None = None) -> SpikingNet:
     """Convert a trained FerModel into a float-precision SpikingNet.
 
     ``calibration``: prepared training inputs (N x 1 x 48 x 48) whose activations set each layer's
-    scale (the ``percentile`` of its ReLU outputs): weights become W * scale_in / scale_out and
-    every threshold is 1, so rates approximate normalised activations clipped at 1.
+    scale (the ``percentile`` of its ReLU outputs, or a QCFS activation's trained clip): weights become
+    W * scale_in / scale_out and every threshold is 1, so rates approximate normalised activations
+    clipped at 1. ``v_init`` (the initial membrane over the threshold) defaults to 1/2 for a QCFS-trained
+    net (the shift its activation was trained with) and 0 otherwise.
     """
     if not 0 < percentile <= 100:
         raise EdgeferError(f"percentile must be in (0, 100], got {percentile}")
@@ -270,6 +283,8 @@ def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = D
         raise EdgeferError(f"leak must be in [0, 1), got {leak}")
     module = model.module
     module.eval()
+    if v_init is None:
+        v_init = 0.5 if qcfs_layers(module) else 0.0
     encoder_parts, plan = _layer_plan(module, offchip_stem)
     encoder = nn.Sequential(*[copy.deepcopy(m) for _, m in encoder_parts]).eval() if encoder_parts else None
     x = torch.as_tensor(calibration, dtype=torch.float32)
@@ -277,7 +292,8 @@ def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = D
         raise EdgeferError("no calibration images")
     if encoder is not None:
         x = encoder(x)
-    input_scale = _percentile(x.clamp(min=0), percentile) or 1.0
+    stem_clip = qcfs_clip(encoder_parts[-1][1]) if encoder_parts else None
+    input_scale = stem_clip or _percentile(x.clamp(min=0), percentile) or 1.0
     previous_scale = input_scale
     layers: list[SpikingLayer] = []
     scales = {"input": input_scale}
@@ -300,8 +316,11 @@ def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = D
         else:
             activation = F.linear(x.reshape(x.shape[0], -1), weight, bias)
         is_output = index == len(plan) - 1
-        rectified = activation.clamp(min=0)
-        scale = _percentile(rectified, percentile)
+        if isinstance(pending.module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)) or pending.activation is None:
+            rectified = activation.clamp(min=0)
+        else:
+            rectified = pending.activation(activation)
+        scale = pending.clip or _percentile(rectified, percentile)
         if scale <= 0:  # a dead (or all-negative output) layer: keep its weights as they are
             scale = float(rectified.max()) or 1.0
         scales[pending.name] = scale

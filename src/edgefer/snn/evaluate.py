@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from edgefer.nn.recipes import calibration_inputs, evenly_spaced
 from edgefer.snn.chip import Chip, default_chip
 from edgefer.snn.convert import SpikingNet, convert, quantise_loihi
 from edgefer.snn.loihi import LoihiCost, cost, partition
+from edgefer.snn import STUDY_TIMESTEPS
 from edgefer.snn.options import DEFAULT_PERCENTILE, ENCODINGS, PRECISIONS, SnnOptions
 from edgefer.snn.simulate import LayerStats, SimResult, simulate
 
@@ -22,7 +23,7 @@ MAX_SPIKE_BYTES = 4 * 2 ** 30  # memory one simulated batch's input spikes may t
 
 
 def build_snn(model, input_mode: str | None = None, precision: str = "loihi", percentile: float = DEFAULT_PERCENTILE,
-              leak: float = 0.0, v_init: float = 0.0, calibration_images: int = 256, data_root=None,
+              leak: float = 0.0, v_init: float | None = None, calibration_images: int = 256, data_root=None,
               calibration: np.ndarray | None = None, chip: Chip | None = None) -> SpikingNet:
     """Convert a FerModel (thresholds from its own training images) and quantise it for the chip."""
     if precision not in PRECISIONS:
@@ -155,6 +156,39 @@ def _accuracy_by_timestep(histories: list, labels: np.ndarray, timesteps: int, r
             correct[t] += np.sum(step == labels[start : start + size])
         start += size
     return (correct / len(labels)).tolist()
+
+
+# A Loihi net runs for the fewest timesteps that convert well: the smallest T whose SNN agrees with its CNN
+# within this many points of its agreement at the study's T=50, on the calibration images (training split, never
+# the test set). Latency and most of the energy grow with T.
+TIMESTEP_TOLERANCE_POINTS = 1.0
+SWEEP_TIMESTEPS = (4, 8, 16, 32, 50, 64)
+
+
+def timestep_sweep(net: SpikingNet, inputs: np.ndarray, reference: np.ndarray, options: SnnOptions,
+                   chip: Chip | None = None, sweep: tuple[int, ...] = SWEEP_TIMESTEPS,
+                   reference_timesteps: int = STUDY_TIMESTEPS,
+                   tolerance_points: float = TIMESTEP_TOLERANCE_POINTS) -> dict:
+    """Agreement with ``reference`` (the CNN's predictions on ``inputs``) after every T up to the longest
+    run, the modeled cost at each T of ``sweep``, and the T chosen by the tolerance rule."""
+    chip = chip or default_chip()
+    longest = max(*sweep, reference_timesteps)
+    points, curve = [], []
+    for steps in sorted(set(sweep) | {longest}, reverse=True):
+        histories = [] if steps == longest else None
+        run = run_on_chip(net, inputs, replace(options, timesteps=steps), chip, histories)
+        if histories is not None:
+            curve = _accuracy_by_timestep(histories, reference, steps, options.readout)
+        if steps in sweep:
+            points.append({"timesteps": steps, "agreement": float(np.mean(run.sim.predictions(options.readout) == reference)),
+                           "energy_j": run.cost.energy_j, "dynamic_energy_j": run.cost.dynamic_energy_j,
+                           "latency_s": run.cost.latency_s, "spikes_per_image": run.activity()["spikes_per_image"]})
+    bar = curve[reference_timesteps - 1] - tolerance_points / 100
+    chosen = next(t for t in range(1, longest + 1) if curve[t - 1] >= bar - 1e-12)
+    return {"timesteps": chosen, "reference_timesteps": reference_timesteps, "tolerance_points": tolerance_points,
+            "agreement_at_reference": curve[reference_timesteps - 1], "agreement_at_chosen": curve[chosen - 1],
+            "agreement_by_timestep": curve, "points": sorted(points, key=lambda p: p["timesteps"]),
+            "images": int(len(inputs))}
 
 
 def evaluate_snn(model, dataset: FaceDataset, options: SnnOptions | None = None, input_mode: str | None = None,

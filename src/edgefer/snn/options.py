@@ -27,7 +27,7 @@ class SnnOptions:
     readout: str = "spikes"
     percentile: float = DEFAULT_PERCENTILE
     leak: float = 0.0
-    v_init: float = 0.0
+    v_init: float | None = None  # None: 1/2 for a QCFS-trained net (its trained shift), else 0
     calibration_images: int = 256
     batch_size: int = 64
     static_power_w: float | None = None  # None: the chip's constant

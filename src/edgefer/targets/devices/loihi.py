@@ -18,11 +18,17 @@ from edgefer.targets.common import BaseTarget, spec_of
 from edgefer.targets.registry import SearchHints, register_target
 
 ENCODER_FILE = "encoder.safetensors"
+# The cost model against measured Loihi runs (edgefer.snn.validation.validate, written by
+# benchmarks/loihi_validation.py; a test checks it is current): read, not recomputed, by `edgefer targets`.
+VALIDATION_FILE = Path(__file__).with_name("loihi_validation.json")
 
 
 def _encoder_layers(encoder) -> list[dict]:
-    """The off-chip encoder (the study's 1x1 stem and its ReLU) as plain data, so that run() rebuilds it."""
+    """The off-chip encoder (the study's 1x1 stem and its ReLU or QCFS activation) as plain data, so that
+    run() rebuilds it."""
     from torch import nn
+
+    from edgefer.nn.qcfs import Qcfs
 
     layers = []
     for module in encoder or ():
@@ -34,6 +40,8 @@ def _encoder_layers(encoder) -> list[dict]:
             layers.append({"kind": "bn", "channels": module.num_features, "eps": module.eps})
         elif isinstance(module, nn.ReLU):
             layers.append({"kind": "relu"})
+        elif isinstance(module, Qcfs):
+            layers.append({"kind": "qcfs", "levels": module.levels})
         else:
             raise EdgeferError(f"the off-chip encoder has a {type(module).__name__} layer, which the Loihi artifact cannot hold")
     return layers
@@ -42,6 +50,8 @@ def _encoder_layers(encoder) -> list[dict]:
 def _build_encoder(layers: list[dict]):
     from torch import nn
 
+    from edgefer.nn.qcfs import Qcfs
+
     made = []
     for layer in layers:
         if layer["kind"] == "conv":
@@ -49,6 +59,8 @@ def _build_encoder(layers: list[dict]):
                                   bias=layer["bias"]))
         elif layer["kind"] == "bn":
             made.append(nn.BatchNorm2d(layer["channels"], eps=layer["eps"]))
+        elif layer["kind"] == "qcfs":
+            made.append(Qcfs(layer["levels"]))
         else:
             made.append(nn.ReLU())
     return nn.Sequential(*made).eval() if made else None
@@ -70,6 +82,16 @@ def _load_net(nir_path: str, settings_key: str, modified: float):
     net = from_nir(nir_path, encoder, settings["input_scale"])
     net.info["calibration"] = settings.get("calibration")
     return net
+
+
+def _timesteps_note(requested: int | None, artifact: Artifact) -> str | None:
+    """Why the row ran for its T, when the export chose it (a requested T is in the artifact label)."""
+    sweep = artifact.settings.get("timestep_sweep")
+    if requested or not sweep:
+        return None
+    return (f"T={sweep['timesteps']}: the fewest timesteps whose SNN agrees with the CNN within "
+            f"{sweep['tolerance_points']:g} point of its T={sweep['reference_timesteps']} agreement "
+            f"({100 * sweep['agreement_at_chosen']:.1f} vs {100 * sweep['agreement_at_reference']:.1f} % on {sweep['images']})")
 
 
 @register_target
@@ -94,12 +116,24 @@ class LoihiTarget(BaseTarget):
     calibration_images = 256
     search_cost_images = 64  # validation images simulated per search trial
 
-    def __init__(self, timesteps: int = STUDY_TIMESTEPS, batch_size: int = 64):
+    def __init__(self, timesteps: int | None = None, batch_size: int = 64):
+        """``timesteps``: None runs each exported net for the T its export chose (``timestep_sweep``: the
+        fewest steps within 1 point of its T=50 agreement with the CNN); a number runs every net that long.
+        A search trial, which exports nothing, runs the given T or the study's 50."""
         from edgefer.snn.options import SnnOptions
 
-        if timesteps < 1:
+        if timesteps is not None and timesteps < 1:
             raise EdgeferError(f"--timesteps must be >= 1, got {timesteps}")
-        self.options = SnnOptions(timesteps=timesteps, batch_size=batch_size, calibration_images=self.calibration_images)
+        self.timesteps = timesteps
+        self.options = SnnOptions(timesteps=timesteps or STUDY_TIMESTEPS, batch_size=batch_size,
+                                  calibration_images=self.calibration_images)
+
+    def options_for(self, artifact: Artifact):
+        """The simulation options of an artifact: the requested T, else the T its export chose."""
+        from dataclasses import replace
+
+        chosen = (artifact.settings.get("timestep_sweep") or {}).get("timesteps")
+        return replace(self.options, timesteps=self.timesteps or chosen or STUDY_TIMESTEPS)
 
     @property
     def chip(self):
@@ -107,8 +141,22 @@ class LoihiTarget(BaseTarget):
 
         return Chip(self.name, self.constants_data())
 
+    def validation(self) -> dict | None:
+        """Latency error of the cost model compare uses (Davies et al. 2018 constants) on measured Loihi runs;
+        the full result, power and the calibrated parameters included, under ``detail``."""
+        import json
+
+        try:
+            stored = json.loads(VALIDATION_FILE.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {"status": "unvalidated: no stored validation (run benchmarks/loihi_validation.py)", "n_fit": 0,
+                    "n_holdout": 0, "mdape_fit": None, "mdape_holdout": None}
+        return {"status": "latency vs measured Loihi runs", "n_fit": stored["n_fit"], "n_holdout": stored["n_holdout"],
+                "mdape_fit": stored["default_latency_mdape_fit"], "mdape_holdout": stored["default_latency_mdape_holdout"],
+                "detail": stored}
+
     def artifact_label(self, artifact: Artifact) -> str:
-        return f"SNN T={self.options.timesteps} {artifact.precision}"
+        return f"SNN T={self.options_for(artifact).timesteps} {artifact.precision}"
 
     # --- check ---------------------------------------------------------------------------------------
     def check(self, subject) -> list[Violation]:
@@ -147,11 +195,13 @@ class LoihiTarget(BaseTarget):
     def _export(self, model, out_dir: Path, calibration) -> Artifact:
         from safetensors.torch import save_file
 
-        from edgefer.snn.evaluate import build_snn
+        from edgefer.snn.evaluate import build_snn, timestep_sweep
         from edgefer.snn.nir_export import export_nir
 
         inputs, described = calibration
         net = build_snn(model, calibration=inputs, chip=self.chip)
+        sweep = timestep_sweep(net, inputs, model.logits(inputs).argmax(axis=1), self.options, self.chip)
+        sweep["images"] = described
         nir_path = export_nir(net, out_dir / "model.nir")
         files = [nir_path.name]
         encoder = _encoder_layers(net.encoder)
@@ -160,7 +210,8 @@ class LoihiTarget(BaseTarget):
             files.append(ENCODER_FILE)
         return Artifact(self.name, nir_path, self.artifact_format, net.precision, files,
                         notes=[f"thresholds calibrated on {described}"],
-                        settings={"input_scale": net.input_scale, "encoder": encoder, "calibration": described})
+                        settings={"input_scale": net.input_scale, "encoder": encoder, "calibration": described,
+                                  "timestep_sweep": sweep})
 
     def net(self, artifact: Artifact):
         import json
@@ -174,7 +225,7 @@ class LoihiTarget(BaseTarget):
         from edgefer.snn.evaluate import readout_scores, run_snn
 
         artifact = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
-        o = self.options
+        o = self.options_for(artifact)
         sim = run_snn(self.net(artifact), inputs, o.timesteps, o.encoding, o.seed, o.batch_size, record=False)
         return readout_scores(sim, o.readout)
 
@@ -185,18 +236,43 @@ class LoihiTarget(BaseTarget):
 
         artifact = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         net = self.net(artifact)
-        run = run_on_chip(net, inputs, self.options, self.chip)
+        options = self.options_for(artifact)
+        run = run_on_chip(net, inputs, options, self.chip)
         c = run.cost
         activity = run.activity()
         figures = {"dynamic_energy_j": c.dynamic_energy_j, "static_energy_j": c.static_energy_j,
                    "static_power_w": c.static_power_w, "spikes_per_image": activity["spikes_per_image"],
                    "synops_per_image": activity["synops_per_image"], "cores": c.cores, "chips": c.chips,
-                   "input_sparsity": input_sparsity(inputs), "layers": run.layer_rows}
+                   "input_sparsity": input_sparsity(inputs), "layers": run.layer_rows,
+                   "timesteps": options.timesteps, "timesteps_chosen_by": "requested" if self.timesteps else "sweep",
+                   "timestep_sweep": artifact.settings.get("timestep_sweep")}
+        calibrated = self._calibrated_to_measured(net, run)
+        if calibrated is not None:
+            figures["calibrated_to_measured"] = calibrated
         breakdown = {"energy_breakdown_j": c.energy_breakdown_j, "timestep_s": c.timestep_s, "tiles": c.tiles,
-                     "timesteps": self.options.timesteps, "core_load": run.core_load()}
+                     "timesteps": options.timesteps, "core_load": run.core_load()}
         cost = Cost(c.latency_s, c.power_w, c.energy_j, "modeled", self.chip.citations, breakdown,
-                    [f"thresholds calibrated on {net.info.get('calibration')}"], figures)
-        return readout_scores(run.sim, self.options.readout), cost
+                    [note for note in (f"thresholds calibrated on {net.info.get('calibration')}",
+                                       _timesteps_note(self.timesteps, artifact)) if note], figures)
+        return readout_scores(run.sim, options.readout), cost
+
+    def _calibrated_to_measured(self, net, run) -> dict | None:
+        """The same spikes priced with host I/O time and static power fitted on measured Loihi runs (see
+        ``validation``): what a real board's per-step overhead would add to the per-operation model."""
+        from edgefer.snn.loihi import cost
+
+        detail = (self.validation() or {}).get("detail")
+        if not detail:
+            return None
+        fitted = detail["calibrated"]
+        system, _ = cost(net, run.sim, None, fitted["static_power_w"], fitted["host_io_s_per_timestep"], self.chip)
+        return {"latency_s": system.latency_s, "fps": 1 / system.latency_s, "power_w": system.power_w,
+                "energy_j": system.energy_j, **fitted,
+                "per_operation_latency_error_holdout": detail["default_latency_mdape_holdout"],
+                "source": "modeled: host I/O and static power fitted on "
+                f"{detail['n_fit']} measured Loihi runs ({', '.join(detail['citations'])}); held-out latency error "
+                f"{100 * detail['calibrated_latency_mdape_holdout']:.0f} %, power "
+                f"{100 * detail['calibrated_power_mdape_holdout']:.0f} %"}
 
     def cost(self, subject, inputs: np.ndarray | None = None) -> Cost:
         """The modeled cost of an artifact on ``inputs``: Loihi's energy and latency follow the spikes."""

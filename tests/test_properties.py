@@ -92,3 +92,29 @@ def test_preprocessing_keeps_shape_and_range(images, mode):
     prepared = prepare_input(images, mode)
     assert prepared.shape[0] == len(images) and prepared.shape[-2:] == (48, 48) and prepared.dtype == np.float32
     assert np.isfinite(prepared).all() and prepared.min() >= 0.0 and prepared.max() <= 1.0 + 1e-6
+
+
+@st.composite
+def _arch_specs(draw):
+    from edgefer.nn.spec import DOWNSAMPLING, HEAD_POOLING, ArchSpec
+
+    blocks = draw(st.integers(1, 3))
+    qcfs = draw(st.booleans())
+    return ArchSpec(filters=tuple(draw(st.lists(st.integers(1, 6), min_size=blocks, max_size=blocks))),
+                    convs_per_block=tuple(draw(st.lists(st.integers(1, 3), min_size=blocks, max_size=blocks))),
+                    kernel_size=draw(st.sampled_from([1, 3, 5])), downsample=draw(st.sampled_from(DOWNSAMPLING)),
+                    batchnorm=draw(st.booleans()), bias=draw(st.booleans()),
+                    dense=tuple(draw(st.lists(st.integers(1, 9), max_size=2))), stem=draw(st.sampled_from([0, 2])),
+                    head=draw(st.sampled_from(HEAD_POOLING)), in_channels=draw(st.integers(1, 2)),
+                    input_size=draw(st.integers(2 ** blocks, 21)), num_classes=draw(st.integers(1, 7)),
+                    activation="qcfs" if qcfs else "relu", levels=4 if qcfs else 0)
+
+
+@FAST
+@given(_arch_specs())
+def test_a_specs_layer_table_is_the_traced_one_of_its_network(spec):
+    """``ArchSpec.layer_table`` works the table out without torch; it must equal what tracing the built
+    network gives."""
+    from edgefer.nn.spec import layer_table
+
+    assert spec.layer_table() == layer_table(spec.build(), (spec.in_channels, spec.input_size, spec.input_size))

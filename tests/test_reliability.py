@@ -265,7 +265,7 @@ def test_demo_without_data_runs_what_it_can_and_says_where_to_get_the_rest(tmp_p
 
 
 def test_light_commands_do_not_load_torch_or_opencv():
-    code = ("import sys\nfrom edgefer.cli import main\nfor argv in (['models'], ['targets', '--json']):\n"
+    code = ("import sys\nfrom edgefer.cli import main\nfor argv in (['models'], ['targets', '--json'], ['arch', 'loihi-study-qcfs'], ['arch', 'vgg-fer2013', '--json']):\n"
             "    sys.argv = ['edgefer', *argv]\n    try:\n        main()\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules, 'cv2' in sys.modules, file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

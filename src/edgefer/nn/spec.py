@@ -173,8 +173,35 @@ class ArchSpec:
 
     # --- costs ---------------------------------------------------------------------------------
     def layer_table(self) -> list[dict]:
-        """Per weight layer: name, kind, output shape, parameters, MACs, output activations (neurons)."""
-        return layer_table(self.build(), (self.in_channels, self.input_size, self.input_size))
+        """Per weight layer: name, kind, output shape, parameters, MACs, output activations (neurons); the
+        rows ``layer_table`` traces from the built network, worked out from the spec alone (no torch: listing
+        an architecture stays quick)."""
+        rows: list[dict] = []
+
+        def add(name, kind, output, params, macs):
+            rows.append({"name": name, "kind": kind, "output": output, "params": params, "macs": macs,
+                         "neurons": math.prod(output)})
+
+        channels, size, k = self.in_channels, self.input_size, self.kernel_size
+        if self.stem:
+            add("stem", "conv", [self.stem, size, size], channels * self.stem + self.stem * self.bias,
+                size * size * self.stem * channels)
+            channels = self.stem
+        for b, (width, convs) in enumerate(zip(self.filters, self.convs_per_block), start=1):
+            for c in range(1, convs + 1):
+                if self.downsample == "stride2" and c == convs:
+                    size = (size + 1) // 2
+                params = k * k * channels * width + width * self.bias + 2 * width * self.batchnorm
+                add(f"conv{b}_{c}", "conv", [width, size, size], params, size * size * width * channels * k * k)
+                channels = width
+            if self.downsample != "stride2":
+                size //= 2
+        features = channels * (1 if self.head == "avg" else size * size)
+        for d, units in enumerate((*self.dense, self.num_classes), start=1):
+            add(f"fc{d}" if d <= len(self.dense) else "logits", "dense", [units], features * units + units * self.bias,
+                features * units)
+            features = units
+        return rows
 
     def summary(self) -> dict:
         table = self.layer_table()

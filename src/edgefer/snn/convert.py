@@ -82,9 +82,19 @@ class SpikingLayer:
                             self.stride, self.padding, self.groups).clone()
 
     def received_map(self, input_counts: torch.Tensor) -> torch.Tensor:
-        """Synaptic events each output neuron receives for input spike counts (input_shape)."""
+        """Synaptic events each output neuron receives for input spike counts (input_shape): the all-ones
+        convolution of the counts. Every output channel of a group sees the same window of that group's
+        inputs, so the group's counts are summed over its channels and each window read off an integral
+        image (exact for integer counts in float64)."""
         if self.kind == "conv":
-            return F.conv2d(input_counts[None], self.structural_ones(), None, self.stride, self.padding, 1, self.groups)[0]
+            groups, k, stride, pad = self.groups, self.weight.shape[-1], self.stride, self.padding
+            per_group = F.pad(input_counts.double().reshape(groups, -1, *input_counts.shape[1:]).sum(1), (pad,) * 4)
+            integral = F.pad(per_group.cumsum(1).cumsum(2), (1, 0, 1, 0))
+            rows = torch.arange(self.output_shape[1]) * stride
+            cols = torch.arange(self.output_shape[2]) * stride
+            window = (integral[:, rows + k][:, :, cols + k] - integral[:, rows][:, :, cols + k]
+                      - integral[:, rows + k][:, :, cols] + integral[:, rows][:, :, cols])
+            return window.repeat_interleave(self.weight.shape[0] // groups, dim=0).to(input_counts.dtype)
         return torch.full(self.output_shape, float(input_counts.sum()))
 
     def fan_in_map(self) -> torch.Tensor:

@@ -233,3 +233,14 @@ def test_search_mode_takes_each_targets_best_checkpoint(tiny_models, tmp_path, m
     assert config.model_for("loihi-gray", "gray").endswith("ckplus-loihi-hierarchical/best.safetensors")
     assert config.model_for("loihi-edges", "edges") == "ckplus-loihi-edges"  # no input mode in the search space
     assert config.model_for("host", "cnn") == "ckplus-cnn"
+
+
+def test_model_option_picks_a_net_per_role_and_refuses_unknown_keys(tmp_path):
+    from edgefer.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["compare", "--dataset", "ckplus", "--out", str(tmp_path / "o"), "--model",
+                                      "grey=ckplus-loihi"])
+    assert result.exit_code != 0 and "no such role" in str(result.exception)
+    result = CliRunner().invoke(app, ["compare", "--dataset", "ckplus", "--out", str(tmp_path / "o"), "--model", "gray"])
+    assert result.exit_code != 0 and "ROLE=MODEL" in str(result.exception)

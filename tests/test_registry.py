@@ -186,7 +186,7 @@ def test_a_registered_dataset_is_loaded_by_name(tmp_path, ck_raw):
 
 def test_loihi_runs_each_net_for_the_fewest_timesteps_that_convert_well(loihi_net, tmp_path):
     """Without a requested T, the export sweeps T on its calibration images and each run uses the smallest
-    T whose agreement with the CNN is within 1 point of the agreement at T=50."""
+    T whose agreement with the CNN is within half a point of the agreement at T=50."""
     from edgefer.data.preprocess import prepare_input
     from edgefer.nn.recipes import heldout_test_set
     from edgefer.targets import get_target
@@ -195,9 +195,10 @@ def test_loihi_runs_each_net_for_the_fewest_timesteps_that_convert_well(loihi_ne
     artifact = loihi.export(loihi_net, tmp_path / "auto")
     sweep = artifact.settings["timestep_sweep"]
     curve, chosen = sweep["agreement_by_timestep"], sweep["timesteps"]
-    bar = curve[49] - 0.01
+    bar = curve[49] - 0.005
     assert curve[chosen - 1] >= bar - 1e-12 and all(a < bar for a in curve[: chosen - 1])
-    assert [p["timesteps"] for p in sweep["points"]] == [4, 8, 16, 32, 50, 64]
+    swept = [p["timesteps"] for p in sweep["points"]]
+    assert swept == sorted(set(swept)) and {4, 8, 16, 32, 50, 64, chosen} == set(swept)
     energies = [p["energy_j"] for p in sweep["points"]]
     assert energies == sorted(energies)  # every timestep costs: more steps, more energy
     inputs = prepare_input(heldout_test_set(loihi_net).subset(np.arange(8)).images, "gray")

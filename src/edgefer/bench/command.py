@@ -38,7 +38,7 @@ def compare_command(
                                      help="Shipped models (default), or each target's AutoML result (edgefer search)."),
     objective: str = typer.Option("hierarchical", "--objective", help="Which searches --search reads: hierarchical | pareto."),
     timesteps: Optional[int] = typer.Option(None, "--timesteps", "-T", help="SNN timesteps per image of the Loihi rows "
-                                            "(default: per net, the fewest within 1 point of its T=50 agreement with its CNN)."),
+                                            "(default: per net, the fewest within half a point of its T=50 agreement with its CNN)."),
     runs: int = typer.Option(200, "--runs", min=200, help="Timed runs of measured targets (>= 200)."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads of the host target (pinned)."),
     fresh: bool = typer.Option(False, "--fresh", help="Recompute every stage (ignore OUT/cache)."),
@@ -47,14 +47,23 @@ def compare_command(
                                                   "run_on_device.py (repeat for several): that target's row becomes measured."),
     constants: Optional[Path] = typer.Option(None, "--constants", help="Cost-model constants refitted on your "
                                              "measurements (edgefer targets calibrate)."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="ROLE=MODEL or STAGE=MODEL (repeat): run MODEL, a "
+                                              "shipped name or checkpoint, for a role (cnn, gray, edges) or one stage "
+                                              "(coral, loihi-gray, ...); e.g. gray=ckplus-loihi for the study's own net."),
     as_json: bool = typer.Option(False, "--json", help="Print summary.json instead of the table."),
 ):
     """The study's comparison: every target's accuracy, latency, FPS, power, energy, each with its source."""
     from edgefer.bench.compare import CompareConfig, run_compare, searched_models
+    from edgefer.errors import EdgeferError
 
+    models = {} if use_shipped else searched_models(dataset, objective)
+    for pair in model or ():
+        key, _, name = pair.partition("=")
+        if not key or not name:
+            raise EdgeferError(f"--model {pair!r}: expected ROLE=MODEL or STAGE=MODEL (e.g. gray=ckplus-loihi)")
+        models[key] = name
     config = CompareConfig(dataset=dataset, timesteps=timesteps, runs=runs, threads=threads, data_root=data_root,
-                           fresh=fresh, models={} if use_shipped else searched_models(dataset, objective),
-                           measured=tuple(measured or ()), constants=constants)
+                           fresh=fresh, models=models, measured=tuple(measured or ()), constants=constants)
     comparison = run_compare(config, out, progress=not as_json)
     if as_json:
         sys.stdout.write(json.dumps(comparison.summary, indent=2, default=str) + "\n")

@@ -193,6 +193,11 @@ def _compare(config: CompareConfig, out: Path, progress: bool) -> Comparison:
     present = [name for name, (ok, _) in availability.items() if ok]
     absent = {name: why for name, (ok, why) in availability.items() if not ok}
     stages = comparison_stages(present)
+    every = comparison_stages(measured)
+    unknown = sorted(set(config.models) - {s.name for s in every} - {s.role for s in every})
+    if unknown:
+        raise EdgeferError(f"--model {unknown[0]}=...: no such role ({', '.join(sorted({s.role for s in every}))}) "
+                           f"or stage ({', '.join(s.name for s in every)})")
     options = {"runs": config.runs, "threads": config.threads, "timesteps": config.timesteps, "batch_size": config.snn_batch}
     constants = hashlib.sha256(Path(config.constants).read_bytes()).hexdigest()[:16] if config.constants else None
     subjects: dict[str, Subject] = {}

@@ -199,7 +199,8 @@ def _references(rows: list[dict]) -> dict[str, str]:
 
     known = {key: f"{entry['title']}" + (f" <{entry['url']}>" if entry.get("url") else "")
              for key, entry in citations().items()}
-    used = sorted({key for r in rows for key in r.get("citations") or []})
+    used = sorted({key for r in rows for key in [*(r.get("citations") or []),
+                                                 *(r.get("calibrated_to_measured") or {}).get("citations", [])]})
     return {key: known.get(key, "(no entry)") for key in used}
 
 
@@ -209,7 +210,7 @@ def timesteps_text(summary: dict, rows: list[dict]) -> str:
         return f"SNN: T = {summary['timesteps']} timesteps"
     ran = [f"{row_label(r)} T = {r['timesteps']}" for r in _ok(as_dicts(rows)) if r.get("timesteps_chosen_by")]
     return "SNN: " + (", ".join(ran) if ran else "no spiking rows") + (
-        " (per net, the fewest timesteps within 1 point of its T=50 agreement with its CNN)" if ran else "")
+        " (per net, the fewest timesteps within half a point of its T=50 agreement with its CNN on training images)" if ran else "")
 
 
 def _timestep_lines(rows: list[dict]) -> list[str]:

@@ -118,7 +118,7 @@ class LoihiTarget(BaseTarget):
 
     def __init__(self, timesteps: int | None = None, batch_size: int = 64):
         """``timesteps``: None runs each exported net for the T its export chose (``timestep_sweep``: the
-        fewest steps within 1 point of its T=50 agreement with the CNN); a number runs every net that long.
+        fewest steps within half a point of its T=50 agreement with the CNN); a number runs every net that long.
         A search trial, which exports nothing, runs the given T or the study's 50."""
         from edgefer.snn.options import SnnOptions
 
@@ -269,6 +269,7 @@ class LoihiTarget(BaseTarget):
         return {"latency_s": system.latency_s, "fps": 1 / system.latency_s, "power_w": system.power_w,
                 "energy_j": system.energy_j, **fitted,
                 "per_operation_latency_error_holdout": detail["default_latency_mdape_holdout"],
+                "citations": detail["citations"],
                 "source": "modeled: host I/O and static power fitted on "
                 f"{detail['n_fit']} measured Loihi runs ({', '.join(detail['citations'])}); held-out latency error "
                 f"{100 * detail['calibrated_latency_mdape_holdout']:.0f} %, power "

@@ -94,14 +94,16 @@ def test_report_files_are_written_and_self_contained(compared):
     with open(out / "results.csv") as handle:
         assert len(list(csv.DictReader(handle))) == len(comparison_stages(["host"]))
     html = (out / "report.html").read_text()
-    assert "<table>" in html and html.count("data:image/png;base64,") == 5
+    assert "<table>" in html and html.count("data:image/png;base64,") == 6
     assert not re.search(r'src="(?!data:)', html)  # nothing to fetch: one file carries the report
     markdown = (out / "report.md").read_text()
     assert "| coral | gray |" in markdown and "Headline" in markdown
+    assert "## Loihi against measured boards" in markdown and "blouw2019-kws" in markdown
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["headline"]["loihi_vs_coral"]) == {"gray", "edges"}
     assert {p.name for p in (out / "plots").iterdir()} == {"accuracy.png", "latency_fps.png", "power_energy.png",
-                                                          "accuracy_energy.png", "spikes_per_layer.png"}
+                                                          "accuracy_energy.png", "spikes_per_layer.png",
+                                                          "timestep_sweep.png"}
 
 
 def test_rerun_reuses_every_finished_stage(compared):
@@ -231,7 +233,7 @@ def test_search_mode_takes_each_targets_best_checkpoint(tiny_models, tmp_path, m
     config = CompareConfig(dataset="ckplus", models=models)
     assert config.model_for("coral", "cnn").endswith("ckplus-coral-hierarchical/best.safetensors")
     assert config.model_for("loihi-gray", "gray").endswith("ckplus-loihi-hierarchical/best.safetensors")
-    assert config.model_for("loihi-edges", "edges") == "ckplus-loihi-edges"  # no input mode in the search space
+    assert config.model_for("loihi-edges", "edges") == "ckplus-loihi-edges-qcfs"  # no input mode in the search space
     assert config.model_for("host", "cnn") == "ckplus-cnn"
 
 

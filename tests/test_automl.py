@@ -202,7 +202,8 @@ def test_two_workers_share_one_postgres_study(tmp_path):
     assert trials <= len(finished) <= trials + 1
     logs = [_trial_log(tmp_path / name) for name in ("a", "b")]
     assert sorted(number for log in logs for number, _ in log) == finished  # each trial ran once, on one worker
-    assert all(logs), "both workers should have run trials"
+    # Which worker runs how many trials depends on how fast each starts (one may find the study full and
+    # run none, which is right too): not asserted, so the test does not depend on timing.
     by_number = {t.number: t for t in study.trials}
     assert all(by_number[number].user_attrs["worker"] == worker for log in logs for number, worker in log)
 

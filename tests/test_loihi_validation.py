@@ -24,7 +24,7 @@ def result():
 def test_rebuilt_nets_fire_at_the_assumed_rate_with_branch_synapses_only():
     network = [{"kind": "dense", "neurons": 256}, {"kind": "branches", "copies": 3, "depth": 4, "neurons": 256},
                {"kind": "dense", "neurons": 29}]
-    net = measured_net(network, 390, 0.1)
+    net = measured_net(network, 390)
     assert [layer.neurons for layer in net.layers] == [256, 768, 768, 768, 768, 29]
     assert net.layers[2].fan_in == 256  # a branch layer sees its own branch, not all three
     sim = simulate(net, torch.full((1, 390, 1, 1), 0.1), 20)

@@ -73,9 +73,6 @@ class SpikingLayer:
             out.add_(self.bias.view(1, -1, 1, 1) if self.kind == "conv" else self.bias)
         return out
 
-    def structural_ones(self) -> torch.Tensor:
-        return torch.ones_like(self.weight)
-
     def fan_out_map(self) -> torch.Tensor:
         """Synapses leaving each input neuron (input_shape): exact at borders and strides."""
         return _fan_out_map(self.kind, tuple(self.weight.shape), tuple(self.input_shape), tuple(self.output_shape),

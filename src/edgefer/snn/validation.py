@@ -23,30 +23,31 @@ from edgefer.snn.chip import Chip, default_chip
 from edgefer.snn.convert import SpikingLayer, SpikingNet, quantise_loihi
 from edgefer.snn.loihi import cost, partition
 from edgefer.snn.simulate import simulate
+from edgefer.targets.costmodel import ape, mdape
 
 
-def _uniform_layer(name: str, inputs: int, outputs: int, groups: int, rate: float, input_rate: float) -> SpikingLayer:
-    """A 1x1 layer whose every neuron receives ``rate`` of its threshold per step on average when each of
-    its inputs fires at ``input_rate``: it fires at ``rate`` (uniform weights, threshold 1)."""
+def _uniform_layer(name: str, inputs: int, outputs: int, groups: int) -> SpikingLayer:
+    """A 1x1 layer whose every neuron reaches its threshold (1) when all its inputs spike: with inputs firing
+    at any rate, it fires at that rate (uniform weights)."""
     fan_in = inputs // groups
-    weight = torch.full((outputs, fan_in, 1, 1), rate / (fan_in * input_rate))
+    weight = torch.full((outputs, fan_in, 1, 1), 1.0 / fan_in)
     return SpikingLayer(name, "conv", weight, None, 1.0, (inputs, 1, 1), (outputs, 1, 1), groups=groups)
 
 
-def measured_net(network: list[dict], input_size: int, rate: float) -> SpikingNet:
+def measured_net(network: list[dict], input_size: int) -> SpikingNet:
     """A published net as 1x1 layers on a 1x1 map: dense layers, and parallel branches as grouped layers
-    (each branch's synapses only: the fan-out the chip stores and spends energy on)."""
+    (each branch's synapses only: the fan-out the chip stores and spends energy on). Fed inputs at a rate,
+    every layer fires at that rate."""
     layers, width = [], input_size
     for index, block in enumerate(network):
         if block["kind"] == "dense":
-            layers.append(_uniform_layer(f"dense{index}", width, block["neurons"], 1, rate, rate))
+            layers.append(_uniform_layer(f"dense{index}", width, block["neurons"], 1))
             width = block["neurons"]
         elif block["kind"] == "branches":
             copies, neurons = block["copies"], block["neurons"]
-            layers.append(_uniform_layer(f"branch{index}_1", width, copies * neurons, 1, rate, rate))
+            layers.append(_uniform_layer(f"branch{index}_1", width, copies * neurons, 1))
             for depth in range(2, block["depth"] + 1):
-                layers.append(_uniform_layer(f"branch{index}_{depth}", copies * neurons, copies * neurons, copies,
-                                             rate, rate))
+                layers.append(_uniform_layer(f"branch{index}_{depth}", copies * neurons, copies * neurons, copies))
             width = copies * neurons
         else:
             raise EdgeferError(f"unknown block kind {block['kind']!r} in a published Loihi measurement")
@@ -65,21 +66,12 @@ class Prediction:
 
 def predict(point: dict, input_size: int, rate: float, chip: Chip, static_power_w: float | None = None,
             host_io_s_per_timestep: float | None = None) -> Prediction:
-    net = measured_net(point["network"], input_size, rate)
+    net = measured_net(point["network"], input_size)
     sim = simulate(net, torch.full((1, input_size, 1, 1), rate), point["timesteps"])
     cores = partition(net, chip)
     run, _ = cost(net, sim, cores, static_power_w, host_io_s_per_timestep, chip)
     return Prediction(run.latency_s, run.power_w, run.dynamic_energy_j, run.timestep_s - run.host_io_s_per_timestep,
                       len(cores))
-
-
-def _ape(predicted: float, measured: float) -> float:
-    return abs(predicted / measured - 1)
-
-
-def _mdape(rows: list[dict], role: str, key: str) -> float | None:
-    errors = [r[key] for r in rows if r["role"] == role]
-    return float(np.median(errors)) if errors else None
 
 
 def validate(chip: Chip | None = None) -> dict:
@@ -112,11 +104,11 @@ def validate(chip: Chip | None = None) -> dict:
                      "default_latency_s": before.latency_s, "default_power_w": before.power_w,
                      "calibrated_latency_s": after.latency_s, "calibrated_power_w": after.power_w,
                      "modeled_dynamic_energy_j": before.dynamic_energy_j,
-                     "default_latency_ape": _ape(before.latency_s, latency),
-                     "default_power_ape": _ape(before.power_w, p["running_power_w"]),
-                     "calibrated_latency_ape": _ape(after.latency_s, latency),
-                     "calibrated_power_ape": _ape(after.power_w, p["running_power_w"])})
-    summary = {f"{setting}_{key}_mdape_{role}": _mdape(rows, role, f"{setting}_{key}_ape")
+                     "default_latency_ape": ape(before.latency_s, latency),
+                     "default_power_ape": ape(before.power_w, p["running_power_w"]),
+                     "calibrated_latency_ape": ape(after.latency_s, latency),
+                     "calibrated_power_ape": ape(after.power_w, p["running_power_w"])})
+    summary = {f"{setting}_{key}_mdape_{role}": mdape(r[f"{setting}_{key}_ape"] for r in rows if r["role"] == role)
                for setting in ("default", "calibrated") for key in ("latency", "power") for role in ("fit", "holdout")}
     return {"chip": chip.name, "assumed_firing_rate": rate, "rows": rows,
             "calibrated": {"host_io_s_per_timestep": host_io, "static_power_w": static},

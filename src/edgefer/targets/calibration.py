@@ -34,11 +34,11 @@ def measured_network(measurement: dict) -> dict:
 
 
 def _errors(m, networks: list[dict], device: str) -> dict:
-    measured = [abs(float(costmodel.network_latency(m, n["layers"], n["in_values"], n["out_values"])) / n["latency_s"] - 1)
-                for n in networks]
+    measured = [costmodel.ape(float(costmodel.network_latency(m, n["layers"], n["in_values"], n["out_values"])),
+                              n["latency_s"]) for n in networks]
     points = costmodel._points(device)
-    published = [abs(float(p) / q["latency_s"] - 1) for p, q in zip(costmodel._predict_points(m, points), points)]
-    return {"mdape_measured": float(np.median(measured)), "mdape_published": float(np.median(published)) if published else None}
+    published = [costmodel.ape(float(p), q["latency_s"]) for p, q in zip(costmodel._predict_points(m, points), points)]
+    return {"mdape_measured": costmodel.mdape(measured), "mdape_published": costmodel.mdape(published)}
 
 
 def calibrate_from_measurements(paths, out: str | Path) -> dict:

@@ -337,8 +337,15 @@ def read_user_constants(path) -> dict[str, dict]:
     return loaded
 
 
-def _ape(predicted, measured) -> float:
+def ape(predicted, measured) -> float:
+    """Absolute percentage error of a prediction (as a fraction): the error figure of every validation."""
     return abs(predicted - measured) / measured
+
+
+def mdape(errors) -> float | None:
+    """Median of absolute percentage errors; None without any."""
+    errors = list(errors)
+    return float(np.median(errors)) if errors else None
 
 
 def validation_report(device: str) -> dict:
@@ -348,15 +355,14 @@ def validation_report(device: str) -> dict:
     for p, pred in zip(_points(device), _predict_points(m, _points(device))):
         rows.append({"model": p["model"], "input_size": p["input_size"], "split": p["split"],
                      "published_s": p["latency_s"], "predicted_s": float(pred),
-                     "ape": _ape(float(pred), p["latency_s"]), "citation": p["citation"], "setting": p["setting"]})
+                     "ape": ape(float(pred), p["latency_s"]), "citation": p["citation"], "setting": p["setting"]})
 
-    def mdape(split):
-        errors = [r["ape"] for r in rows if split in (None, r["split"])]
-        return float(np.median(errors)) if errors else None
+    def split_mdape(split):
+        return mdape(r["ape"] for r in rows if split in (None, r["split"]))
 
     return {"device": device, "n_points": len(rows), "n_fit": sum(r["split"] == "fit" for r in rows),
             "n_holdout": sum(r["split"] == "holdout" for r in rows),
-            "mdape_all": mdape(None), "mdape_fit": mdape("fit"), "mdape_holdout": mdape("holdout"),
+            "mdape_all": split_mdape(None), "mdape_fit": split_mdape("fit"), "mdape_holdout": split_mdape("holdout"),
             "fitted": {n: getattr(m, n) for n in m.fitted}, "points": rows,
             "status": "validated" if rows else "unvalidated: no published points stored"}
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compare_fixtures import tiny_model_set
+from compare_fixtures import LOIHI_NET, tiny_model, tiny_model_set
 from edgefer.errors import EdgeferError
 from edgefer.targets import registry
 
@@ -185,21 +185,24 @@ def test_a_registered_dataset_is_loaded_by_name(tmp_path, ck_raw):
 
 
 def test_loihi_runs_each_net_for_the_fewest_timesteps_that_convert_well(loihi_net, tmp_path):
-    """Without a requested T, the export sweeps T on its calibration images and each run uses the smallest
-    T whose agreement with the CNN is within half a point of the agreement at T=50."""
+    """Without a requested T, the export sweeps T on the model's validation images and each run uses the
+    smallest T whose SNN accuracy is within one point of its accuracy at T=50."""
     from edgefer.data.preprocess import prepare_input
-    from edgefer.nn.recipes import heldout_test_set
+    from edgefer.nn.recipes import VALIDATION_IMAGES, heldout_test_set, recorded_splits
     from edgefer.targets import get_target
 
     loihi = get_target("loihi")
     artifact = loihi.export(loihi_net, tmp_path / "auto")
     sweep = artifact.settings["timestep_sweep"]
-    curve, chosen = sweep["agreement_by_timestep"], sweep["timesteps"]
-    bar = curve[49] - 0.005
+    curve, chosen = sweep["accuracy_by_timestep"], sweep["timesteps"]
+    bar = curve[49] - 0.01
     assert len(curve) == 50
     assert curve[chosen - 1] >= bar - 1e-12 and all(a < bar for a in curve[: chosen - 1])
+    validation = recorded_splits(loihi_net)[1]
+    assert sweep["images"] == f"ckplus validation split ({min(len(validation), VALIDATION_IMAGES)} images)"
     swept = [p["timesteps"] for p in sweep["points"]]
     assert swept == sorted(set(swept)) and {4, 8, 16, 32, 50, chosen} == set(swept)
+    assert [p["accuracy"] for p in sweep["points"]] == [curve[t - 1] for t in swept]
     energies = [p["energy_j"] for p in sweep["points"]]
     assert energies == sorted(energies)  # every timestep costs: more steps, more energy
     inputs = prepare_input(heldout_test_set(loihi_net).subset(np.arange(8)).images, "gray")
@@ -209,3 +212,22 @@ def test_loihi_runs_each_net_for_the_fewest_timesteps_that_convert_well(loihi_ne
     requested = get_target("loihi", timesteps=7)
     _, cost = requested.evaluate(artifact, inputs)
     assert cost.figures["timesteps"] == 7 and cost.figures["timesteps_chosen_by"] == "requested"
+
+
+def test_loihi_net_without_validation_images_runs_the_study_timesteps(tmp_path):
+    """A model whose split keeps no validation images gives the export nothing to choose T on: it runs T=50
+    and says why."""
+    from edgefer.data.preprocess import prepare_input
+    from edgefer.nn.model import FerModel
+    from edgefer.nn.recipes import SplitPlan, heldout_test_set
+    from edgefer.targets import get_target
+
+    path = tiny_model(tmp_path / "gray.safetensors", **LOIHI_NET)
+    model = FerModel.load(path)
+    model.info["split"] = SplitPlan(val_fraction=0.0).to_dict()
+    loihi = get_target("loihi")
+    artifact = loihi.export(model, tmp_path / "no-validation")
+    assert artifact.settings["timestep_sweep"] is None
+    _, cost = loihi.evaluate(artifact, prepare_input(heldout_test_set(model).subset(np.arange(4)).images, "gray"))
+    assert cost.figures["timesteps"] == 50 and cost.figures["timesteps_chosen_by"] == "study"
+    assert any("no validation images" in note for note in cost.notes)

@@ -38,7 +38,7 @@ def compare_command(
                                      help="Shipped models (default), or each target's AutoML result (edgefer search)."),
     objective: str = typer.Option("hierarchical", "--objective", help="Which searches --search reads: hierarchical | pareto."),
     timesteps: Optional[int] = typer.Option(None, "--timesteps", "-T", help="SNN timesteps per image of the Loihi rows "
-                                            "(default: per net, the fewest within half a point of its T=50 agreement with its CNN)."),
+                                            "(default: per net, the fewest within one point of its T=50 accuracy on its validation images)."),
     runs: int = typer.Option(200, "--runs", min=200, help="Timed runs of measured targets (>= 200)."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads of the host target (pinned)."),
     fresh: bool = typer.Option(False, "--fresh", help="Recompute every stage (ignore OUT/cache)."),

@@ -25,8 +25,8 @@ PLOTS = {
     "power_energy": "Power and energy per inference (log scales)",
     "accuracy_energy": "Accuracy vs energy per inference, with the Pareto front",
     "spikes_per_layer": "Loihi: spikes per image in each layer, grayscale vs edge-map input",
-    "timestep_sweep": "Loihi: agreement with the CNN, energy and latency against T (calibration images; the dot: "
-                      "the T each row ran)",
+    "timestep_sweep": "Loihi: accuracy on validation images, energy and latency against T (the dot: the T each row "
+                      "ran)",
 }
 
 
@@ -173,7 +173,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         for r in swept:
             sweep, label = r["timestep_sweep"], row_label(r)
-            curve = sweep["agreement_by_timestep"]
+            curve = sweep["accuracy_by_timestep"]
             line = axes[0].plot(range(1, len(curve) + 1), [100 * a for a in curve], label=label)[0]
             ran = r["timesteps"]
             if ran <= len(curve):
@@ -184,7 +184,7 @@ def _plots(rows: list[dict], folder: Path) -> dict[str, Path]:
             axes[2].plot(steps, [1e3 * point["latency_s"] for point in sweep["points"]], marker="o", label=label,
                          color=line.get_color())
         axes[0].axvline(swept[0]["timestep_sweep"]["reference_timesteps"], color="grey", linestyle=":", linewidth=1)
-        axes[0].set_ylabel("agreement with the CNN (%)")
+        axes[0].set_ylabel("SNN accuracy, validation (%)")
         axes[1].set_ylabel("energy per image (mJ, modeled)")
         axes[2].set_ylabel("latency per image (ms, modeled)")
         for ax in axes:
@@ -210,7 +210,7 @@ def timesteps_text(summary: dict, rows: list[dict]) -> str:
         return f"SNN: T = {summary['timesteps']} timesteps"
     ran = [f"{row_label(r)} T = {r['timesteps']}" for r in _ok(as_dicts(rows)) if r.get("timesteps_chosen_by")]
     return "SNN: " + (", ".join(ran) if ran else "no spiking rows") + (
-        " (per net, the fewest timesteps within half a point of its T=50 agreement with its CNN on training images)" if ran else "")
+        " (per net, the fewest timesteps within one point of its T=50 accuracy on its validation images)" if ran else "")
 
 
 def _timestep_lines(rows: list[dict]) -> list[str]:
@@ -225,8 +225,8 @@ def _timestep_lines(rows: list[dict]) -> list[str]:
         lines.append(f"{row_label(r)} ran at T={r['timesteps']} instead of the study's {sweep['reference_timesteps']}: "
                      f"{100 * (1 - ran['energy_j'] / reference['energy_j']):.0f} % less modeled energy and "
                      f"{100 * (1 - ran['latency_s'] / reference['latency_s']):.0f} % less latency per image, at "
-                     f"{100 * ran['agreement']:.1f} % agreement with its CNN against {100 * reference['agreement']:.1f} % "
-                     f"(calibration images).")
+                     f"{100 * ran['accuracy']:.1f} % accuracy against {100 * reference['accuracy']:.1f} % "
+                     f"({sweep['images']}).")
     return lines
 
 

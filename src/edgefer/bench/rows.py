@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefer.data.dataset import Calibration
 from edgefer.errors import EdgeferError
 from edgefer.targets.base import errors_of
 
@@ -40,7 +41,7 @@ class Subject:
     data_digest: str  # the held-out images and labels
     data_root: Path | None = None
     _torch_accuracy: float | None = None
-    _train: object = None
+    _splits: tuple | None = None  # (train, validation), read on first use
     exports: dict = field(default_factory=dict)  # export_key -> the artifact made for it (shared by equal exports)
 
     @classmethod
@@ -72,14 +73,14 @@ class Subject:
             self._torch_accuracy = float(np.mean(self.model.logits(self.inputs).argmax(axis=1) == self.labels))
         return self._torch_accuracy
 
-    def calibration(self, images: int) -> tuple[np.ndarray, str]:
-        """The model's calibration inputs and their description (``nn.recipes.calibration_inputs``), its
-        training split read once for every target that calibrates."""
-        from edgefer.nn.recipes import calibration_inputs, training_set
+    def calibration(self, images: int) -> Calibration:
+        """The model's calibration inputs and validation images (``nn.recipes.calibration_inputs``), its
+        splits read once for every target that calibrates."""
+        from edgefer.nn.recipes import calibration_inputs, recorded_splits
 
-        if self._train is None:
-            self._train = training_set(self.model, self.data_root)
-        return calibration_inputs(self.model, images, train=self._train)
+        if self._splits is None:
+            self._splits = recorded_splits(self.model, self.data_root)[:2]
+        return calibration_inputs(self.model, images, splits=self._splits)
 
     def size(self) -> dict:
         summary = self.model.summary()

@@ -52,3 +52,23 @@ class FaceDataset:
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {name: int(c) for name, c in zip(self.classes, counts)}
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Labelled images a model never trained on, for choices made after training."""
+
+    inputs: np.ndarray  # prepared in the model's input mode
+    labels: np.ndarray  # indices into the model's classes
+    description: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What an export may look at besides the weights: ``inputs``, prepared training images (int8 ranges,
+    spiking thresholds) described by ``description``; and ``validation``, labelled images the model never
+    trained on, for choices such as how many timesteps its SNN runs (None when its split keeps none)."""
+
+    inputs: np.ndarray
+    description: str
+    validation: Validation | None = None

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefer.data.dataset import FaceDataset
+from edgefer.data.dataset import Calibration, FaceDataset, Validation
 from edgefer.data.loaders import load_dataset
 from edgefer.data.splits import holdout_split, near_duplicate_groups
 from edgefer.errors import EdgeferError, UnrecordedDataError
-from edgefer.nn.evaluate import evaluate
+from edgefer.nn.evaluate import evaluate, model_labels
 from edgefer.nn.model import FerModel
 from edgefer.nn.spec import resolve_arch
 from edgefer.nn.train import TrainConfig, train
@@ -74,6 +74,12 @@ _FER2013_LOIHI_TRAINING = TrainConfig(epochs=40, batch_size=128, lr=2e-3, weight
 # Conversion-aware fine-tuning of fer2013-loihi (see _LOIHI_QCFS_TUNING); fp32: on a CPU without AVX512-BF16,
 # bf16 autocast is twice as slow.
 _FER2013_LOIHI_QCFS_TUNING = replace(_FER2013_LOIHI_TRAINING, epochs=20, lr=1e-3, precision="fp32", qcfs_level_noise=0.35)
+# The larger Loihi net (loihi-fer2013), distilled from the shipped fer2013-cnn: its mirror-averaged soft labels
+# on each clean training image (computed once) are 70 % of the loss.
+_FER2013_LOIHI_DISTILLATION = TrainConfig(epochs=30, batch_size=128, lr=2e-3, weight_decay=1e-4, schedule="cosine",
+                                          label_smoothing=0.05, rotate_deg=10.0, shift=0.08, scale=0.08,
+                                          erase_prob=0.25, clip_grad_norm=5.0, ema_decay=0.999, distill_weight=0.7,
+                                          distill_temperature=4.0, distill_flip=True, distill_view="clean", seed=0)
 # FER2013's whole Training usage, no validation: the later stages keep their final weight average.
 _FER2013_ALL = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0)
 # Distillation stages: the soft labels of an ensemble of the project's FER2013 VGG checkpoints.
@@ -141,6 +147,15 @@ RECIPES = {
         _FER2013_SPLIT,
         "fer2013-loihi fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise); tested on PublicTest",
         init_recipe="fer2013-loihi",
+    ),
+    "fer2013-loihi-large": Recipe(
+        "fer2013", "loihi-fer2013", "gray",
+        _FER2013_LOIHI_DISTILLATION,
+        _FER2013_SPLIT,
+        "a larger Loihi-compatible net for FER2013 (no bias, no batch-norm, stride 2; four chips) distilled from "
+        "fer2013-cnn on FER2013 Training (90 % train / 10 % validation), tested on PublicTest",
+        teacher_commands=("edgefer train --recipe fer2013-cnn --init fer2013-cnn-distilled-3.safetensors "
+                          "--teacher fer2013-cnn-distilled-3.safetensors",),
     ),
     "fer2013-loihi-edges": Recipe(
         "fer2013", "loihi-study", "edges",
@@ -269,12 +284,18 @@ def heldout_test_set(model: FerModel, data_root=None) -> FaceDataset:
     return split_dataset(load_dataset(dataset, None, data_root), plan)[2]
 
 
-def training_set(model: FerModel, data_root=None) -> FaceDataset:
-    """The images a model was trained on, rebuilt from its card: what calibration may look at."""
+def recorded_splits(model: FerModel, data_root=None) -> tuple[FaceDataset, FaceDataset | None, FaceDataset]:
+    """(train, validation, test) of a model, rebuilt from its card; validation is None when the split keeps
+    none."""
     dataset, plan = _recorded_plan(model)
     if plan.protocol == "official":
-        return split_dataset(load_dataset(dataset, "train", data_root), plan, load_dataset(dataset, "test", data_root))[0]
-    return split_dataset(load_dataset(dataset, None, data_root), plan)[0]
+        return split_dataset(load_dataset(dataset, "train", data_root), plan, load_dataset(dataset, "test", data_root))
+    return split_dataset(load_dataset(dataset, None, data_root), plan)
+
+
+def training_set(model: FerModel, data_root=None) -> FaceDataset:
+    """The images a model was trained on, rebuilt from its card: what calibration may look at."""
+    return recorded_splits(model, data_root)[0]
 
 
 def evenly_spaced(count: int, limit: int) -> np.ndarray:
@@ -283,17 +304,28 @@ def evenly_spaced(count: int, limit: int) -> np.ndarray:
     return np.linspace(0, count - 1, min(limit, count)).round().astype(int)
 
 
+# Validation images an export may choose with (the SNN's T): at most this many, evenly spaced.
+VALIDATION_IMAGES = 1000
+
+
 def calibration_inputs(model: FerModel, limit: int, input_mode: str | None = None, data_root=None,
-                       train: FaceDataset | None = None) -> tuple[np.ndarray, str]:
+                       splits: tuple[FaceDataset, FaceDataset | None] | None = None) -> Calibration:
     """The one calibration rule (int8 quantisation, spiking thresholds): ``limit`` evenly spaced images
     of the model's own training split (never its test set), prepared in its input mode; deterministic
-    and spread over the file order. Returns the inputs and a description for the result."""
+    and spread over the file order. With them, up to ``VALIDATION_IMAGES`` evenly spaced images of its
+    validation split. ``splits``: the (train, validation) sets when already loaded."""
     from edgefer.data.preprocess import prepare_input
 
-    train = training_set(model, data_root) if train is None else train
+    train, validation = recorded_splits(model, data_root)[:2] if splits is None else splits
+    mode = input_mode or model.input_mode
     index = evenly_spaced(len(train), limit)
-    description = f"{model.info['data']['dataset']} training split ({len(index)} images)"
-    return prepare_input(train.images[index], input_mode or model.input_mode), description
+    dataset = model.info["data"]["dataset"]
+    held = None
+    if validation is not None and len(validation):
+        chosen = validation.subset(evenly_spaced(len(validation), VALIDATION_IMAGES))
+        held = Validation(prepare_input(chosen.images, mode), model_labels(model, chosen),
+                          f"{dataset} validation split ({len(chosen)} images)")
+    return Calibration(prepare_input(train.images[index], mode), f"{dataset} training split ({len(index)} images)", held)
 
 
 def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto", progress: bool = True,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefer.data.dataset import Calibration
 from edgefer.errors import EdgeferError, output_folder
 from edgefer.nn.spec import ArchSpec
 from edgefer.targets.base import Artifact, Cost, Violation, require_compliant
@@ -154,18 +155,18 @@ class BaseTarget:
         artifact.save_manifest()
         return artifact
 
-    def _calibration(self, model, calibration) -> tuple[np.ndarray, str] | None:
-        """(inputs, description) for targets that calibrate: given (an array, or inputs with their
-        description), else the one rule of ``nn.recipes.calibration_inputs``."""
+    def _calibration(self, model, calibration) -> Calibration | None:
+        """What targets that calibrate look at: given (an array of inputs, or a ``Calibration``), else the
+        one rule of ``nn.recipes.calibration_inputs``."""
         if not self.needs_calibration:
             return None
         if calibration is None:
             from edgefer.nn.recipes import calibration_inputs
 
             return calibration_inputs(model, self.calibration_images)
-        if isinstance(calibration, tuple):
+        if isinstance(calibration, Calibration):
             return calibration
-        return np.asarray(calibration), f"given ({len(calibration)} images)"
+        return Calibration(np.asarray(calibration), f"given ({len(calibration)} images)")
 
     def _export(self, model, out_dir: Path, calibration) -> Artifact:
         path = export_onnx(model, out_dir / "model.onnx")
@@ -216,12 +217,11 @@ def export_to_temp(target, model, calibration=None):
     return target.export(model, folder, calibration), lambda: shutil.rmtree(folder, ignore_errors=True)
 
 
-def export_int8_tflite(target, model, out_dir: Path, calibration: tuple[np.ndarray, str]) -> Artifact:
+def export_int8_tflite(target, model, out_dir: Path, calibration: Calibration) -> Artifact:
     """The full-integer int8 TFLite (int8 input and output, PT2E quantisation) of the int8 accelerators: their
     ``_export`` (one function, so that targets sharing it share one export in a comparison)."""
     from edgefer.targets.export import export_tflite_int8
 
-    inputs, described = calibration
-    path = export_tflite_int8(model, out_dir / "model.int8.tflite", inputs)
+    path = export_tflite_int8(model, out_dir / "model.int8.tflite", calibration.inputs)
     return Artifact(target.name, path, target.artifact_format, "int8", [path.name],
-                    notes=[target.accuracy_note, f"calibrated on {described}"])
+                    notes=[target.accuracy_note, f"calibrated on {calibration.description}"])

@@ -86,12 +86,20 @@ def _load_net(nir_path: str, settings_key: str, modified: float):
 
 def _timesteps_note(requested: int | None, artifact: Artifact) -> str | None:
     """Why the row ran for its T, when the export chose it (a requested T is in the artifact label)."""
-    sweep = artifact.settings.get("timestep_sweep")
-    if requested or not sweep:
+    if requested:
         return None
-    return (f"T={sweep['timesteps']}: the fewest timesteps whose SNN agrees with the CNN within "
-            f"{sweep['tolerance_points']:g} point of its T={sweep['reference_timesteps']} agreement "
-            f"({100 * sweep['agreement_at_chosen']:.1f} vs {100 * sweep['agreement_at_reference']:.1f} % on {sweep['images']})")
+    sweep = artifact.settings.get("timestep_sweep")
+    if not sweep:
+        return f"T={STUDY_TIMESTEPS}, the study's: the model's split keeps no validation images to choose a shorter T on"
+    return (f"T={sweep['timesteps']}: the fewest timesteps whose SNN accuracy is within "
+            f"{sweep['tolerance_points']:g} point of its T={sweep['reference_timesteps']} accuracy "
+            f"({100 * sweep['accuracy_at_chosen']:.1f} vs {100 * sweep['accuracy_at_reference']:.1f} % on {sweep['images']})")
+
+
+def _chosen_by(requested: int | None, artifact: Artifact) -> str:
+    if requested:
+        return "requested"
+    return "sweep" if artifact.settings.get("timestep_sweep") else "study"
 
 
 @register_target
@@ -118,7 +126,7 @@ class LoihiTarget(BaseTarget):
 
     def __init__(self, timesteps: int | None = None, batch_size: int = 64):
         """``timesteps``: None runs each exported net for the T its export chose (``timestep_sweep``: the
-        fewest steps within half a point of its T=50 agreement with the CNN); a number runs every net that long.
+        fewest steps within one point of its T=50 accuracy on validation images); a number runs every net that long.
         A search trial, which exports nothing, runs the given T or the study's 50."""
         from edgefer.snn.options import SnnOptions
 
@@ -198,10 +206,11 @@ class LoihiTarget(BaseTarget):
         from edgefer.snn.evaluate import build_snn, timestep_sweep
         from edgefer.snn.nir_export import export_nir
 
-        inputs, described = calibration
-        net = build_snn(model, calibration=inputs, chip=self.chip)
-        sweep = timestep_sweep(net, inputs, model.logits(inputs).argmax(axis=1), self.options, self.chip)
-        sweep["images"] = described
+        described = calibration.description
+        net = build_snn(model, calibration=calibration.inputs, chip=self.chip)
+        # Without validation images the export has nothing to choose T on: the net runs the study's T.
+        sweep = (timestep_sweep(net, calibration.validation, self.options, self.chip)
+                 if calibration.validation is not None else None)
         nir_path = export_nir(net, out_dir / "model.nir")
         files = [nir_path.name]
         encoder = _encoder_layers(net.encoder)
@@ -244,7 +253,7 @@ class LoihiTarget(BaseTarget):
                    "static_power_w": c.static_power_w, "spikes_per_image": activity["spikes_per_image"],
                    "synops_per_image": activity["synops_per_image"], "cores": c.cores, "chips": c.chips,
                    "input_sparsity": input_sparsity(inputs), "layers": run.layer_rows,
-                   "timesteps": options.timesteps, "timesteps_chosen_by": "requested" if self.timesteps else "sweep",
+                   "timesteps": options.timesteps, "timesteps_chosen_by": _chosen_by(self.timesteps, artifact),
                    "timestep_sweep": artifact.settings.get("timestep_sweep")}
         calibrated = self._calibrated_to_measured(net, run)
         if calibrated is not None:

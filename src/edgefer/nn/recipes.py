@@ -80,6 +80,9 @@ _FER2013_LOIHI_DISTILLATION = TrainConfig(epochs=30, batch_size=128, lr=2e-3, we
                                           label_smoothing=0.05, rotate_deg=10.0, shift=0.08, scale=0.08,
                                           erase_prob=0.25, clip_grad_norm=5.0, ema_decay=0.999, distill_weight=0.7,
                                           distill_temperature=4.0, distill_flip=True, distill_view="clean", seed=0)
+# How their teacher, the shipped fer2013-cnn, was trained.
+_FER2013_CNN_COMMAND = ("edgefer train --recipe fer2013-cnn --init fer2013-cnn-distilled-3.safetensors "
+                        "--teacher fer2013-cnn-distilled-3.safetensors")
 _FER2013_LOIHI_LARGE_QCFS_TUNING = replace(_FER2013_LOIHI_DISTILLATION, epochs=8, lr=1e-3, qcfs_level_noise=0.35, seed=1)
 # FER2013's whole Training usage, no validation: the later stages keep their final weight average.
 _FER2013_ALL = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0)
@@ -153,10 +156,10 @@ RECIPES = {
         "fer2013", "loihi-fer2013", "gray",
         _FER2013_LOIHI_DISTILLATION,
         _FER2013_SPLIT,
-        "a larger Loihi-compatible net for FER2013 (no bias, no batch-norm, stride 2; four chips) distilled from "
+        "a larger Loihi-compatible net for FER2013 (no bias terms, batch-norm folded into bias currents, stride 2; "
+        "four chips) distilled from "
         "fer2013-cnn on FER2013 Training (90 % train / 10 % validation), tested on PublicTest",
-        teacher_commands=("edgefer train --recipe fer2013-cnn --init fer2013-cnn-distilled-3.safetensors "
-                          "--teacher fer2013-cnn-distilled-3.safetensors",),
+        teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
     "fer2013-loihi-large-qcfs": Recipe(
         "fer2013", "loihi-fer2013-qcfs", "gray",
@@ -165,8 +168,7 @@ RECIPES = {
         "fer2013-loihi-large fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise), still "
         "distilled from fer2013-cnn; tested on PublicTest",
         init_recipe="fer2013-loihi-large",
-        teacher_commands=("edgefer train --recipe fer2013-cnn --init fer2013-cnn-distilled-3.safetensors "
-                          "--teacher fer2013-cnn-distilled-3.safetensors",),
+        teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
     "fer2013-loihi-edges": Recipe(
         "fer2013", "loihi-study", "edges",

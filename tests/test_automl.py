@@ -21,6 +21,7 @@ from edgefer.automl.space import Budget
 from edgefer.automl.study import SearchSettings, open_storage, open_study
 from edgefer.automl.report import show_study
 from edgefer.automl.space import suggest
+from edgefer.bench.compare import search_fronts
 from edgefer.automl.study import rejecting_violations, search_target
 from edgefer.errors import EdgeferError
 from edgefer.nn.model import FerModel
@@ -102,6 +103,17 @@ def test_search_writes_table_plot_and_best_checkpoint(tmp_path, objective):
     card = json.loads((tmp_path / "best.json").read_text())
     assert best.spec.to_dict() == card["arch"] == summary["best"]["arch"]
     assert card["scores"]["test_n"] == 141 and card["cost"]["source"] == "modeled"
+    # the recorded command reruns this study: its reduced budget and subset are part of it
+    assert card["command"] == summary["command"] == (f"edgefer search --target coral --dataset ckplus --trials 3 "
+                                                     f"--objective {objective} --min-epochs 1 --max-epochs 1 --subset 48")
+    assert card["search"]["folder"] == str(tmp_path.resolve()) and summary["settings"]["subset"] == 48
+    # a comparison that runs this checkpoint finds its study's front and plot through the card
+    front = search_fronts({"coral": best})["coral"]
+    assert [p["trial"] for p in front["front"]] == [p["trial"] for p in summary["pareto"]]
+    assert front["best_trial"] == summary["best"]["trial"] and front["plot"] == str(tmp_path.resolve() / "pareto.png")
+    (tmp_path / "summary.json").write_text("{")
+    with pytest.raises(EdgeferError, match=r"summary\.json: not a search summary"):
+        search_fronts({"coral": best})
     values = open_study(settings, create=False).best_trials[0].values
     assert len(values) == (1 if objective == "hierarchical" else 3)
     shown = show_study(settings)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from edgefer.bench.compare import CompareConfig, comparison_stages, headline, run_compare
+from edgefer.bench.report import write_report
 from edgefer.pareto import pareto_front
 from edgefer.errors import EdgeferError
 from compare_fixtures import stable_rows, tiny_model, tiny_model_set
@@ -104,6 +105,29 @@ def test_report_files_are_written_and_self_contained(compared):
     assert {p.name for p in (out / "plots").iterdir()} == {"accuracy.png", "latency_fps.png", "power_energy.png",
                                                           "accuracy_energy.png", "spikes_per_layer.png",
                                                           "timestep_sweep.png"}
+
+
+def test_a_searched_model_brings_its_study_front_into_the_report(compared, tmp_path):
+    out, _, _ = compared
+    rows = json.loads((out / "results.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["searches"] == {}  # shipped-style tiny models: no study behind them, no section
+    summary["searches"] = {"loihi-gray": {
+        "folder": str(tmp_path), "study": "ckplus-loihi-pareto", "finished_trials": 30,
+        "command": "edgefer search --target loihi --dataset ckplus --trials 30 --objective pareto",
+        "trial_states": {"complete": 28, "pruned": 2}, "best_trial": 7,
+        "reference": {"model": "ckplus-loihi", "val_accuracy": 0.99, "latency_s": 2e-3, "energy_j": 9e-4},
+        "front": [{"trial": 7, "val_accuracy": 0.99, "snn_accuracy": 1.0, "latency_s": 1.7e-3, "power_w": 0.2,
+                   "energy_j": 3.8e-4, "params": 1000, "macs": 5000, "cores": 90}],
+        "plot": str(out / "plots" / "accuracy.png")}}
+    write_report(rows, summary, tmp_path / "report")
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    section = markdown.split("## AutoML search")[1].split("## References")[0]
+    assert "best trial (7) of the study ckplus-loihi-pareto" in section and "28 complete, 2 pruned" in section
+    assert "| 7 | 99.00 | 100.0 | 1.700 | 0.200 | 0.380 | 1,000 | 5,000 | 90 |" in section
+    assert (tmp_path / "report" / "plots" / "search_loihi-gray.png").read_bytes() == (out / "plots" / "accuracy.png").read_bytes()
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<h2>AutoML search</h2>" in html and html.count("data:image/png;base64,") == 7
 
 
 def test_rerun_reuses_every_finished_stage(compared):

@@ -177,7 +177,8 @@ def write_outputs(settings, study, data, target) -> dict:
               "span_seconds": round((max(ended) - min(t.datetime_start for t in trials if t.datetime_start)).total_seconds(), 1)
               if ended else 0.0}
     summary = {"study": settings.study_name, "storage": safe_url(settings.storage_url), "dataset": settings.dataset,
-               "target": settings.target, "objective": settings.objective, "finished_trials": finished_count(study),
+               "target": settings.target, "objective": settings.objective, "command": settings.command(),
+               "settings": settings.fingerprint(), "finished_trials": finished_count(study),
                "trial_states": states, **timing, "tolerance": settings.tolerance, "reference": reference,
                "pareto": [_brief(r) for r in front], "best": None}
     if best is not None:
@@ -192,9 +193,8 @@ def write_outputs(settings, study, data, target) -> dict:
                 "cost": {"target": settings.target, **{k: best[k] for k in ("latency_s", "power_w", "energy_j", "pdp_j")},
                          "source": best["cost_source"]},
                 "search": {"study": settings.study_name, "storage": safe_url(settings.storage_url), "trial": best["trial"],
-                           "objective": settings.objective},
-                "command": f"edgefer search --target {settings.target} --dataset {settings.dataset} "
-                           f"--trials {settings.trials} --objective {settings.objective}"}
+                           "objective": settings.objective, "folder": str(out.resolve())},
+                "command": settings.command()}
         model.info = card
         model.save(out / "best.safetensors")
         _write_atomic(out / "best.json", json.dumps(card, indent=2) + "\n")

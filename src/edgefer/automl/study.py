@@ -70,6 +70,16 @@ class SearchSettings:
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
 
+    def command(self) -> str:
+        """The ``edgefer search`` command line that runs (or resumes) this study."""
+        parts = [f"edgefer search --target {self.target} --dataset {self.dataset} --trials {self.trials} "
+                 f"--objective {self.objective}"]
+        if (self.budget.min_epochs, self.budget.max_epochs) != (Budget().min_epochs, Budget().max_epochs):
+            parts.append(f"--min-epochs {self.budget.min_epochs} --max-epochs {self.budget.max_epochs}")
+        if self.subset is not None:
+            parts.append(f"--subset {self.subset}")
+        return " ".join(parts)
+
     def fingerprint(self) -> dict:
         """What must not change between the workers and reruns of one study."""
         return {"dataset": self.dataset, "target": self.target, "objective": self.objective,

@@ -241,9 +241,34 @@ def _compare(config: CompareConfig, out: Path, progress: bool) -> Comparison:
         "machine": _machine(),
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "config": {k: v for k, v in asdict(config).items() if k != "fresh"},
+        "searches": search_fronts({stage.name: subject(config.model_for(stage.name, stage.role)).model for stage in stages}),
     }
     summary["files"] = write_report(rows, summary, out)
     return Comparison(rows, summary)
+
+
+FRONT_KEYS = ("trial", "val_accuracy", "snn_accuracy", "latency_s", "power_w", "energy_j", "params", "macs", "cores")
+
+
+def search_fronts(stage_models: dict[str, object]) -> dict:
+    """Per stage whose model is the best trial of an AutoML study (``edgefer search``) whose folder is here:
+    how the study ran and its Pareto set, for the report (with the study's plot)."""
+    fronts = {}
+    for stage, model in stage_models.items():
+        folder = (model.info.get("search") or {}).get("folder")
+        path = Path(folder) / "summary.json" if folder else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            study = json.loads(path.read_text(encoding="utf-8"))
+            fronts[stage] = {"folder": folder, "study": study["study"], "command": study["command"],
+                             "finished_trials": study["finished_trials"], "trial_states": study["trial_states"],
+                             "reference": study["reference"], "best_trial": study["best"]["trial"],
+                             "front": [{k: point.get(k) for k in FRONT_KEYS} for point in study["pareto"]],
+                             "plot": str(Path(folder) / "pareto.png") if (Path(folder) / "pareto.png").is_file() else None}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise EdgeferError(f"not a search summary written by edgefer search ({type(exc).__name__}: {exc})", path) from None
+    return fronts
 
 
 def merge_measurement(rows: list[Row], measurement: dict, digests: dict[str, str]) -> None:

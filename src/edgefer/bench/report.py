@@ -308,6 +308,27 @@ def explain_headline(summary: dict, rows: list[dict]) -> list[str]:
     return lines
 
 
+FRONT_HEADER = ("trial", "val accuracy %", "SNN on 64 val images %", "latency ms", "power W", "energy mJ", "params",
+                "MACs", "cores")
+
+
+def search_text(stage: str, search: dict) -> str:
+    """How the AutoML study behind a row's model ran, and what its Pareto set holds."""
+    states = ", ".join(f"{count} {state}" for state, count in sorted(search["trial_states"].items()))
+    reference = search["reference"]
+    return (f"{stage} runs the best trial ({search['best_trial']}) of the study {search['study']} "
+            f"(`{search['command']}`; {search['finished_trials']} finished trials: {states}). Its Pareto set over "
+            f"validation accuracy, latency and energy (cost modeled) has {len(search['front'])} nets; the shipped "
+            f"{reference.get('model')} scores {100 * reference['val_accuracy']:.2f} % there at "
+            f"{_fmt(reference.get('latency_s'), '.3f', 1e3)} ms and {_fmt(reference.get('energy_j'), '.3f', 1e3)} mJ.")
+
+
+def front_rows(search: dict) -> list[list[str]]:
+    return [[str(p["trial"]), _fmt(p["val_accuracy"], ".2f", 100), _fmt(p.get("snn_accuracy"), ".1f", 100),
+             _fmt(p["latency_s"], ".3f", 1e3), _fmt(p["power_w"], ".3f"), _fmt(p["energy_j"], ".3f", 1e3),
+             _fmt(p["params"], ",.0f"), _fmt(p["macs"], ",.0f"), _fmt(p.get("cores"), ".0f")] for p in search["front"]]
+
+
 def table_rows(rows: list[dict]) -> list[list[str]]:
     out = []
     for r in rows:
@@ -325,7 +346,7 @@ TABLE_HEADER = ("target", "input", "model", "artifact", "accuracy % (source)", "
                 "FPS", "power W", "energy mJ", "cost source", "citations")
 
 
-def _markdown(rows: list[dict], summary: dict, plots: dict[str, Path], out: Path) -> str:
+def _markdown(rows: list[dict], summary: dict, plots: dict[str, Path], search_plots: dict[str, Path]) -> str:
     lines = [f"# edgefer comparison: {summary['dataset']}", "",
              f"Models: {', '.join(f'{k}: {v}' for k, v in summary['models'].items())}. Test set: each model's "
              f"held-out images (n per row). {timesteps_text(summary, rows)}. Created {summary['created']} "
@@ -357,18 +378,45 @@ def _markdown(rows: list[dict], summary: dict, plots: dict[str, Path], out: Path
     measured_loihi = _measured_loihi_lines(rows)
     if measured_loihi:
         lines += ["", "## Loihi against measured boards", ""] + [f"- {line}" for line in measured_loihi]
+    if summary.get("searches"):
+        lines += ["", "## AutoML search"]
+    for stage, search in summary.get("searches", {}).items():
+        lines += ["", search_text(stage, search), "", "| " + " | ".join(FRONT_HEADER) + " |",
+                  "|" + "---|" * len(FRONT_HEADER)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in front_rows(search)]
+        if stage in search_plots:
+            lines += ["", f"![{stage}: the study's trials and Pareto front](plots/{search_plots[stage].name})"]
     lines += ["", "## References", ""]
     lines += [f"- `{key}`: {text}" for key, text in _references(rows).items()]
     return "\n".join(lines) + "\n"
 
 
-def _html(markdown_rows: list[list[str]], summary: dict, plots: dict[str, Path], rows: list[dict]) -> str:
+def _figure(path: Path, caption: str) -> str:
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in TABLE_HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in markdown_rows)
-    figures = "".join(
-        f'<figure><img alt="{esc(PLOTS[name])}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
-        f"<figcaption>{esc(PLOTS[name])}</figcaption></figure>" for name, path in plots.items())
+    return (f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def _html_table(header, cells_rows) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in cells_rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_searches(summary: dict, search_plots: dict[str, Path]) -> str:
+    parts = []
+    for stage, search in summary.get("searches", {}).items():
+        parts.append(f"<p>{html.escape(search_text(stage, search))}</p>{_html_table(FRONT_HEADER, front_rows(search))}"
+                     + (_figure(search_plots[stage], f"{stage}: the study's trials and Pareto front")
+                        if stage in search_plots else ""))
+    return f"<h2>AutoML search</h2>{''.join(parts)}" if parts else ""
+
+
+def _html(markdown_rows: list[list[str]], summary: dict, plots: dict[str, Path], rows: list[dict],
+          search_plots: dict[str, Path]) -> str:
+    esc = html.escape
+    figures = "".join(_figure(path, PLOTS[name]) for name, path in plots.items())
     notes = "".join(f"<li>{esc(line)}</li>" for line in explain_headline(summary, rows))
     refs = "".join(f"<li><code>{esc(k)}</code>: {esc(v)}</li>" for k, v in _references(rows).items())
     measured_loihi = "".join(f"<li>{esc(line)}</li>" for line in _measured_loihi_lines(rows))
@@ -385,7 +433,7 @@ figcaption {{ font-size: 13px; color: #555; }}
 <h1>edgefer comparison: {esc(summary['dataset'])}</h1>
 <p>Models: {esc(', '.join(f'{k}: {v}' for k, v in summary['models'].items()))}. {esc(timesteps_text(summary, rows))}.
 Created {esc(summary['created'])} on {esc(str(summary['machine']['cpu']))} in {summary['seconds']} s.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{_html_table(TABLE_HEADER, markdown_rows)}
 <p><b>measured</b>: run here in the artifact's real runtime. <b>modeled</b>: analytical cost model with cited
 constants, never a measurement of that device. Accuracy is always computed here (artifact in its runtime, or the
 simulated spiking network).</p>
@@ -393,6 +441,7 @@ simulated spiking network).</p>
 <h2>Headline</h2><ul>{notes}</ul>
 <h2>Plots</h2>{figures}
 {f'<h2>Loihi against measured boards</h2><ul>{measured_loihi}</ul>' if measured_loihi else ''}
+{_html_searches(summary, search_plots)}
 <h2>References</h2><ul>{refs}</ul>
 </body></html>
 """
@@ -409,23 +458,30 @@ def write_report(rows, summary: dict, out: Path) -> dict[str, str]:
     staging = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
     try:
         plots = _plots(rows, staging / "plots")
+        # each searched model's study plot, copied so the report folder stands alone
+        search_plots = {}
+        for stage, search in summary.get("searches", {}).items():
+            if search.get("plot"):
+                search_plots[stage] = staging / "plots" / f"search_{stage}.png"
+                shutil.copyfile(search["plot"], search_plots[stage])
         csv_text = io.StringIO()
         writer = csv.DictWriter(csv_text, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, "citations": " ".join(r.get("citations") or [])})
         texts = {"results_json": json.dumps(rows, indent=2) + "\n", "results_csv": csv_text.getvalue(),
-                 "report_md": _markdown(rows, summary, plots, out),
-                 "report_html": _html(table_rows(rows), summary, plots, rows),
+                 "report_md": _markdown(rows, summary, plots, search_plots),
+                 "report_html": _html(table_rows(rows), summary, plots, rows, search_plots),
                  "summary": json.dumps({**summary, "files": files}, indent=2, default=str) + "\n"}
         for key, text in texts.items():
             (staging / names[key]).write_text(text, encoding="utf-8")
         final_plots = out / "plots"
         final_plots.mkdir(exist_ok=True)
+        written = [*plots.values(), *search_plots.values()]
         for stale in final_plots.glob("*.png"):
-            if stale.name not in {path.name for path in plots.values()}:
+            if stale.name not in {path.name for path in written}:
                 stale.unlink()
-        for path in plots.values():
+        for path in written:
             os.replace(path, final_plots / path.name)
         for key in texts:
             os.replace(staging / names[key], out / names[key])

@@ -176,6 +176,14 @@ RECIPES = {
         _FER2013_SPLIT,
         "the study's Loihi-compatible net trained on Canny edge maps of FER2013 Training, tested on PublicTest",
     ),
+    "fer2013-loihi-edges-qcfs": Recipe(
+        "fer2013", "loihi-study-qcfs", "edges",
+        _FER2013_LOIHI_QCFS_TUNING,
+        _FER2013_SPLIT,
+        "fer2013-loihi-edges fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise); tested on "
+        "PublicTest",
+        init_recipe="fer2013-loihi-edges",
+    ),
     "fer2013-cnn-base": Recipe(
         "fer2013", "vgg-fer2013", "gray",
         TrainConfig(epochs=150, batch_size=128, lr=4e-3, weight_decay=5e-4, erase_prob=0.5, seed=0),

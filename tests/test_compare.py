@@ -123,7 +123,7 @@ def test_a_searched_model_brings_its_study_front_into_the_report(compared, tmp_p
     write_report(rows, summary, tmp_path / "report")
     markdown = (tmp_path / "report" / "report.md").read_text()
     section = markdown.split("## AutoML search")[1].split("## References")[0]
-    assert "best trial (7) of the study ckplus-loihi-pareto" in section and "28 complete, 2 pruned" in section
+    assert "best trial (7) of the study ckplus-loihi-pareto" in section and "trials: 28 complete, 2 pruned; 30 count as finished" in section
     assert "| 7 | 99.00 | 100.0 | 1.700 | 0.200 | 0.380 | 1,000 | 5,000 | 90 |" in section
     assert (tmp_path / "report" / "plots" / "search_loihi-gray.png").read_bytes() == (out / "plots" / "accuracy.png").read_bytes()
     html = (tmp_path / "report" / "report.html").read_text()

@@ -98,6 +98,9 @@ def plot_pareto(rows: list[dict], front: list[dict], best: dict | None, referenc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
     done = completed(rows)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for axis, key, label in ((axes[0], "latency_s", "latency per image (ms, modeled)"),
@@ -109,6 +112,8 @@ def plot_pareto(rows: list[dict], front: list[dict], best: dict | None, referenc
         if reference.get(key):
             axis.scatter([1e3 * reference[key]], [100 * reference["val_accuracy"]], s=70, marker="x", c="k", label=reference["model"])
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(plain)  # 0.3, not 3x10^-1
+        axis.xaxis.set_minor_formatter(plain)
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("validation accuracy (%)")

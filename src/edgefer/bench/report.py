@@ -317,10 +317,11 @@ def search_text(stage: str, search: dict) -> str:
     states = ", ".join(f"{count} {state}" for state, count in sorted(search["trial_states"].items()))
     reference = search["reference"]
     return (f"{stage} runs the best trial ({search['best_trial']}) of the study {search['study']} "
-            f"(`{search['command']}`; {search['finished_trials']} finished trials: {states}). Its Pareto set over "
-            f"validation accuracy, latency and energy (cost modeled) has {len(search['front'])} nets; the shipped "
-            f"{reference.get('model')} scores {100 * reference['val_accuracy']:.2f} % there at "
-            f"{_fmt(reference.get('latency_s'), '.3f', 1e3)} ms and {_fmt(reference.get('energy_j'), '.3f', 1e3)} mJ.")
+            f"(`{search['command']}`; trials: {states}; {search['finished_trials']} count as finished). Its Pareto "
+            f"set over validation accuracy, latency and energy has {len(search['front'])} nets, priced as in the "
+            f"search (modeled); the reference {reference.get('model')} scores {100 * reference['val_accuracy']:.2f} % "
+            f"on the same validation images at {_fmt(reference.get('latency_s'), '.3f', 1e3)} ms and "
+            f"{_fmt(reference.get('energy_j'), '.3f', 1e3)} mJ.")
 
 
 def front_rows(search: dict) -> list[list[str]]:
@@ -397,17 +398,18 @@ def _figure(path: Path, caption: str) -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def _html_table(header, cells_rows) -> str:
+def _html_table(header, cells_rows, css_class: str = "") -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in cells_rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    opening = f'<table class="{css_class}">' if css_class else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _html_searches(summary: dict, search_plots: dict[str, Path]) -> str:
     parts = []
     for stage, search in summary.get("searches", {}).items():
-        parts.append(f"<p>{html.escape(search_text(stage, search))}</p>{_html_table(FRONT_HEADER, front_rows(search))}"
+        parts.append(f"<p>{html.escape(search_text(stage, search))}</p>{_html_table(FRONT_HEADER, front_rows(search), 'numbers')}"
                      + (_figure(search_plots[stage], f"{stage}: the study's trials and Pareto front")
                         if stage in search_plots else ""))
     return f"<h2>AutoML search</h2>{''.join(parts)}" if parts else ""
@@ -427,6 +429,7 @@ def _html(markdown_rows: list[list[str]], summary: dict, plots: dict[str, Path],
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; font-size: 13px; }} th, td {{ border: 1px solid #ccc; padding: 3px 6px; }}
 th {{ background: #f0f0f0; }} td {{ text-align: right; }} td:nth-child(-n+4) {{ text-align: left; }}
+table.numbers td {{ text-align: right; }}
 figure {{ display: inline-block; margin: 1em 1em 0 0; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 13px; color: #555; }}
 </style></head><body>

@@ -25,7 +25,7 @@ from edgefer.bench.compare import search_fronts
 from edgefer.automl.study import rejecting_violations, search_target
 from edgefer.errors import EdgeferError
 from edgefer.nn.model import FerModel
-from edgefer.nn.spec import LOIHI_STUDY, ArchSpec
+from edgefer.nn.spec import LOIHI_FER2013, LOIHI_STUDY, ArchSpec
 from edgefer.nn.train import TrainConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -48,6 +48,19 @@ def test_loihi_space_has_no_bias_no_maxpool_and_rejects_oversized_nets():
     assert {v.rule for v in rejecting_violations(loihi, ArchSpec(filters=(4, 8), dense=(16,), bias=True, batchnorm=False, downsample="stride2"))} == {"bias"}
     wide = ArchSpec(filters=(64, 128), downsample="stride2", bias=False, batchnorm=False)
     assert {v.rule for v in rejecting_violations(loihi, wide)} & {"multi-chip", "loihi-mapping"}
+    # a search may accept nets on several chips (each chip's static power priced); errors stay errors
+    assert {v.rule for v in rejecting_violations(loihi, LOIHI_FER2013)} == {"multi-chip"}
+    assert rejecting_violations(loihi, LOIHI_FER2013, ("multi-chip",)) == []
+    assert {v.rule for v in rejecting_violations(loihi, ArchSpec(filters=(16, 32), downsample="maxpool"),
+                                                  ("multi-chip",))} == {"no-maxpool"}
+
+
+def test_search_accepts_only_warnings_the_target_rejects(tmp_path):
+    settings = SearchSettings("fer2013", "loihi", allowed_warnings=("multi-chip",), out=tmp_path)
+    assert settings.command().endswith("--allow multi-chip") and settings.fingerprint()["allowed_warnings"] == ["multi-chip"]
+    assert "allowed_warnings" not in SearchSettings("fer2013", "loihi", out=tmp_path).fingerprint()  # old studies resume
+    with pytest.raises(EdgeferError, match="--allow no-maxpool: not a warning .* loihi search \\(bias, multi-chip\\)"):
+        SearchSettings("ckplus", "loihi", allowed_warnings=("no-maxpool",), out=tmp_path)
 
 
 def test_edge_targets_search_every_downsampling_and_coral_rejects_fallback():

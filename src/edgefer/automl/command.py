@@ -64,6 +64,8 @@ def search_command(
     tolerance: float = typer.Option(0.01, "--tolerance", help="hierarchical: accuracy step that outweighs any PDP difference."),
     heartbeat: int = typer.Option(10, "--heartbeat", help="Seconds between a running trial's heartbeats; a trial silent for twice this is marked failed."),
     subset: Optional[int] = typer.Option(None, "--subset", help="Train on the first N training images only (quick checks)."),
+    allow: list[str] = typer.Option([], "--allow", help="A warning that would rule a spec out, accepted in this search "
+                                    "(repeatable; loihi: multi-chip, priced with every chip's static power)."),
     out: Optional[Path] = OutOpt,
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder of named datasets."),
     constants: Optional[Path] = typer.Option(None, "--constants", help="Cost-model constants refitted on your "
@@ -80,7 +82,7 @@ def search_command(
     settings = _settings(target, dataset=dataset, trials=trials, objective=objective, storage=storage, out=out,
                          timeout_s=timeout, threads=threads, budget=Budget(min_epochs, max_epochs), tolerance=tolerance,
                          heartbeat_s=heartbeat, subset=subset, data_root=data_root, progress=not (quiet or as_json),
-                         constants=constants)
+                         constants=constants, allowed_warnings=tuple(allow))
     summary = run_search(settings)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")

@@ -84,7 +84,7 @@ class Objective:
         settings = self.settings
         spec, config = suggest(trial, self.target.search, settings.budget, len(self.data.train.classes), self.base_config)
         trial.set_user_attr("arch", spec.to_dict())
-        problems = rejecting_violations(self.target, spec)
+        problems = rejecting_violations(self.target, spec, settings.allowed_warnings)
         if problems:
             trial.set_user_attr("infeasible", [str(v) for v in problems])
             raise optuna.TrialPruned("infeasible: " + "; ".join(str(v) for v in problems))

@@ -44,6 +44,9 @@ class SearchSettings:
     data_root: Path | None = None
     progress: bool = True
     constants: Path | None = None  # a user constants file (edgefer targets calibrate) for the target's cost model
+    # warnings the target's search hints reject that this search accepts (Loihi: "multi-chip", nets priced
+    # with every chip's static power)
+    allowed_warnings: tuple[str, ...] = ()
 
     def __post_init__(self):
         get_dataset(self.dataset)  # an unknown dataset is a clear error
@@ -58,6 +61,12 @@ class SearchSettings:
             raise EdgeferError(f"--tolerance must be in (0, 1), got {self.tolerance}")
         if self.threads < 1 or self.heartbeat_s < 1:
             raise EdgeferError("--threads and --heartbeat must be at least 1")
+        rejected = search_target(self.target).search.rejected_warnings
+        unknown = sorted(set(self.allowed_warnings) - set(rejected))
+        if unknown:
+            raise EdgeferError(f"--allow {unknown[0]}: not a warning that rules a spec out of a {self.target} search "
+                               f"({', '.join(rejected) or 'it has none'})")
+        self.allowed_warnings = tuple(sorted(set(self.allowed_warnings)))
         if self.subset is not None and self.subset < 8:
             raise EdgeferError(f"--subset must keep at least 8 training images, got {self.subset}")
         self.out = Path(self.out) if self.out else Path("runs/search") / self.study_name
@@ -78,6 +87,7 @@ class SearchSettings:
             parts.append(f"--min-epochs {self.budget.min_epochs} --max-epochs {self.budget.max_epochs}")
         if self.subset is not None:
             parts.append(f"--subset {self.subset}")
+        parts += [f"--allow {rule}" for rule in self.allowed_warnings]
         return " ".join(parts)
 
     def fingerprint(self) -> dict:
@@ -85,6 +95,7 @@ class SearchSettings:
         return {"dataset": self.dataset, "target": self.target, "objective": self.objective,
                 "min_epochs": self.budget.min_epochs, "max_epochs": self.budget.max_epochs,
                 "tolerance": self.tolerance, "subset": self.subset,
+                **({"allowed_warnings": list(self.allowed_warnings)} if self.allowed_warnings else {}),
                 "split": RECIPES[get_dataset(self.dataset).search_recipe].split.to_dict(),
                 "base_train_config": base_train_config(self.dataset).to_dict(),
                 **({"constants": hashlib.sha256(Path(self.constants).read_bytes()).hexdigest()[:16]}
@@ -232,7 +243,9 @@ def search_target(name: str):
     return target
 
 
-def rejecting_violations(target, spec) -> list:
-    """What rules a spec out of a search: the target's errors, and its warnings the search hints name."""
+def rejecting_violations(target, spec, allowed: tuple[str, ...] = ()) -> list:
+    """What rules a spec out of a search: the target's errors, and its warnings the search hints name
+    (less those the search ``allowed``)."""
     found = target.check(spec)
-    return [v for v in found if v.severity == "error" or v.rule in target.search.rejected_warnings]
+    return [v for v in found if v.severity == "error" or (v.rule in target.search.rejected_warnings
+                                                          and v.rule not in allowed)]

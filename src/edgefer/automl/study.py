@@ -50,7 +50,7 @@ class SearchSettings:
 
     def __post_init__(self):
         get_dataset(self.dataset)  # an unknown dataset is a clear error
-        search_target(self.target)  # so is a target that cannot be searched
+        target = search_target(self.target)  # so is a target that cannot be searched
         if self.objective not in OBJECTIVES:
             raise EdgeferError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.trials < 1:
@@ -61,7 +61,7 @@ class SearchSettings:
             raise EdgeferError(f"--tolerance must be in (0, 1), got {self.tolerance}")
         if self.threads < 1 or self.heartbeat_s < 1:
             raise EdgeferError("--threads and --heartbeat must be at least 1")
-        rejected = search_target(self.target).search.rejected_warnings
+        rejected = target.search.rejected_warnings
         unknown = sorted(set(self.allowed_warnings) - set(rejected))
         if unknown:
             raise EdgeferError(f"--allow {unknown[0]}: not a warning that rules a spec out of a {self.target} search "

@@ -256,16 +256,16 @@ def search_fronts(stage_models: dict[str, object]) -> dict:
     fronts = {}
     for stage, model in stage_models.items():
         folder = (model.info.get("search") or {}).get("folder")
-        path = Path(folder) / "summary.json" if folder else None
-        if path is None or not path.is_file():
+        if not folder or not (Path(folder) / "summary.json").is_file():
             continue
+        path, plot = Path(folder) / "summary.json", Path(folder) / "pareto.png"
         try:
             study = json.loads(path.read_text(encoding="utf-8"))
             fronts[stage] = {"folder": folder, "study": study["study"], "command": study["command"],
                              "finished_trials": study["finished_trials"], "trial_states": study["trial_states"],
                              "reference": study["reference"], "best_trial": study["best"]["trial"],
                              "front": [{k: point.get(k) for k in FRONT_KEYS} for point in study["pareto"]],
-                             "plot": str(Path(folder) / "pareto.png") if (Path(folder) / "pareto.png").is_file() else None}
+                             "plot": str(plot) if plot.is_file() else None}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise EdgeferError(f"not a search summary written by edgefer search ({type(exc).__name__}: {exc})", path) from None
     return fronts

@@ -324,6 +324,10 @@ def search_text(stage: str, search: dict) -> str:
             f"{_fmt(reference.get('energy_j'), '.3f', 1e3)} mJ.")
 
 
+def search_caption(stage: str) -> str:
+    return f"{stage}: the study's trials and Pareto front"
+
+
 def front_rows(search: dict) -> list[list[str]]:
     return [[str(p["trial"]), _fmt(p["val_accuracy"], ".2f", 100), _fmt(p.get("snn_accuracy"), ".1f", 100),
              _fmt(p["latency_s"], ".3f", 1e3), _fmt(p["power_w"], ".3f"), _fmt(p["energy_j"], ".3f", 1e3),
@@ -386,7 +390,7 @@ def _markdown(rows: list[dict], summary: dict, plots: dict[str, Path], search_pl
                   "|" + "---|" * len(FRONT_HEADER)]
         lines += ["| " + " | ".join(cells) + " |" for cells in front_rows(search)]
         if stage in search_plots:
-            lines += ["", f"![{stage}: the study's trials and Pareto front](plots/{search_plots[stage].name})"]
+            lines += ["", f"![{search_caption(stage)}](plots/{search_plots[stage].name})"]
     lines += ["", "## References", ""]
     lines += [f"- `{key}`: {text}" for key, text in _references(rows).items()]
     return "\n".join(lines) + "\n"
@@ -410,7 +414,7 @@ def _html_searches(summary: dict, search_plots: dict[str, Path]) -> str:
     parts = []
     for stage, search in summary.get("searches", {}).items():
         parts.append(f"<p>{html.escape(search_text(stage, search))}</p>{_html_table(FRONT_HEADER, front_rows(search), 'numbers')}"
-                     + (_figure(search_plots[stage], f"{stage}: the study's trials and Pareto front")
+                     + (_figure(search_plots[stage], search_caption(stage))
                         if stage in search_plots else ""))
     return f"<h2>AutoML search</h2>{''.join(parts)}" if parts else ""
 

@@ -63,6 +63,10 @@ _LOIHI_TRAINING = TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1
 # Conversion-aware fine-tuning of a trained Loihi net (edgefer.nn.qcfs): QCFS activations with 8 levels, one
 # level of noise on 35 % of the activations (what uneven spike arrival does to a converted net at small T).
 _LOIHI_QCFS_TUNING = replace(_LOIHI_TRAINING, epochs=60, qcfs_level_noise=0.35)
+# Spiking fine-tuning of a QCFS net (edgefer.snn.tandem): the converted SNN trained at 6-16 timesteps, a
+# small learning rate (it starts from a converted net that already works at T >= 16), no level noise (the
+# real spikes' unevenness replaces it).
+_LOIHI_SPIKING_TUNING = replace(_LOIHI_TRAINING, epochs=10, lr=1e-4, schedule="cosine", spiking_timesteps=(6, 8, 12, 16))
 # FER2013's official Training / PublicTest usages, 10 % of Training held for model selection.
 _FER2013_SPLIT = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.10)
 # The Loihi net is small (5.9 M MACs): 40 bf16 epochs on 2 CPU cores; milder augmentation than the
@@ -130,6 +134,13 @@ RECIPES = {
         "the study's Loihi net for CK+48 fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise)",
         init_recipe="ckplus-loihi",
     ),
+    "ckplus-loihi-spiking": Recipe(
+        "ckplus", "loihi-study-qcfs", "gray",
+        _LOIHI_SPIKING_TUNING,
+        _STUDY_SPLIT,
+        "ckplus-loihi-qcfs fine-tuned as the spiking net it converts to, at 6-16 timesteps",
+        init_recipe="ckplus-loihi-qcfs",
+    ),
     "ckplus-loihi-edges-qcfs": Recipe(
         "ckplus", "loihi-study-qcfs", "edges",
         _LOIHI_QCFS_TUNING,
@@ -145,12 +156,27 @@ RECIPES = {
         "the study's Loihi-compatible net trained on FER2013 Training (90 % train / 10 % validation), "
         "tested on PublicTest: the spiking rows of the FER2013 comparison",
     ),
+    "ckplus-loihi-edges-spiking": Recipe(
+        "ckplus", "loihi-study-qcfs", "edges",
+        _LOIHI_SPIKING_TUNING,
+        _STUDY_SPLIT,
+        "ckplus-loihi-edges-qcfs fine-tuned as the spiking net it converts to, at 6-16 timesteps",
+        init_recipe="ckplus-loihi-edges-qcfs",
+    ),
     "fer2013-loihi-qcfs": Recipe(
         "fer2013", "loihi-study-qcfs", "gray",
         _FER2013_LOIHI_QCFS_TUNING,
         _FER2013_SPLIT,
         "fer2013-loihi fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise); tested on PublicTest",
         init_recipe="fer2013-loihi",
+    ),
+    "fer2013-loihi-spiking": Recipe(
+        "fer2013", "loihi-study-qcfs", "gray",
+        replace(_FER2013_LOIHI_QCFS_TUNING, epochs=4, lr=1e-4, schedule="cosine", qcfs_level_noise=0.0,
+                spiking_timesteps=(6, 8, 12, 16)),
+        _FER2013_SPLIT,
+        "fer2013-loihi-qcfs fine-tuned as the spiking net it converts to, at 6-16 timesteps; tested on PublicTest",
+        init_recipe="fer2013-loihi-qcfs",
     ),
     "fer2013-loihi-large": Recipe(
         "fer2013", "loihi-fer2013", "gray",

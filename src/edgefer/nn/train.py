@@ -55,6 +55,9 @@ class TrainConfig:
     distill_view: str = "augmented"
     # QCFS nets: the chance that an activation moves one level during training (see edgefer.nn.qcfs.Qcfs)
     qcfs_level_noise: float = 0.0
+    # QCFS nets: train (and select on validation) the converted float SNN itself, each batch at one of
+    # these timesteps (edgefer.snn.tandem); empty: train the CNN
+    spiking_timesteps: tuple[int, ...] = ()
     seed: int = 0
     device: str = "auto"
 
@@ -214,15 +217,25 @@ def _distillation_loss(logits: torch.Tensor, target: torch.Tensor, cfg: TrainCon
 
 
 @torch.no_grad()
-def validate(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of a module on prepared inputs."""
+def validate(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+             forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of a module (or of ``forward``, which runs it) on prepared inputs."""
     module.eval()
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch_size):
-        logits = module(x[i : i + batch_size]).float()
+        logits = (forward or module)(x[i : i + batch_size]).float()
         correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
         loss += float(F.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
     return correct / max(len(x), 1), loss / max(len(x), 1)
+
+
+def _validate_spiking(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: Sequence[int]) -> tuple[float, float]:
+    """``validate`` of the converted float SNN, averaged over the timesteps it is trained at."""
+    from edgefer.snn.tandem import SpikingForward
+
+    spiking = SpikingForward(module)
+    scores = [validate(module, x, y, 256, lambda batch, steps=steps: spiking(batch, steps)) for steps in timesteps]
+    return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
 
 
 def train(
@@ -256,6 +269,8 @@ def train(
     relu_to_qcfs = init is not None and replace(init.spec, activation=spec.activation, levels=spec.levels) == spec
     if init is not None and init.spec != spec and not relu_to_qcfs:
         raise EdgeferError("the initial model's ArchSpec differs from the one to train")
+    if cfg.spiking_timesteps and (spec.activation != "qcfs" or min(cfg.spiking_timesteps) < 1):
+        raise EdgeferError("spiking fine-tuning needs a QCFS net and timesteps >= 1")
     if (cfg.distill_weight > 0) != bool(teachers):
         raise EdgeferError("distillation needs both teachers and distill_weight > 0" if cfg.distill_weight > 0
                            else "teachers were given but distill_weight is 0")
@@ -282,6 +297,11 @@ def train(
         init_clips(module, x[:: max(1, len(x) // 512)].contiguous(memory_format=torch.channels_last))
     for layer in qcfs_layers(module):
         layer.level_noise = cfg.qcfs_level_noise
+    spiking = None
+    if cfg.spiking_timesteps:
+        from edgefer.snn.tandem import SpikingForward
+
+        spiking = SpikingForward(module)
     if val_set is not None:
         xv = torch.from_numpy(prepare_input(val_set.images, input_mode)).to(device)
         yv = torch.from_numpy(val_set.labels).to(device)
@@ -316,7 +336,11 @@ def train(
                     continue  # batch-norm cannot train on a single image
                 xb = augment(x[idx], cfg, generator)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                    logits = module(xb.contiguous(memory_format=torch.channels_last))
+                    if spiking is not None:
+                        pick = torch.randint(len(cfg.spiking_timesteps), (1,), generator=generator, device=device)
+                        logits = spiking(xb, cfg.spiking_timesteps[int(pick)])
+                    else:
+                        logits = module(xb.contiguous(memory_format=torch.channels_last))
                 loss = F.cross_entropy(logits.float(), y[idx], weight=weight, label_smoothing=cfg.label_smoothing)
                 if teacher_modules:
                     target = (clean_targets[idx] if clean_targets is not None
@@ -335,7 +359,8 @@ def train(
             row = {"epoch": epoch, "loss": running / max(seen, 1), "lr": scheduler.get_last_lr()[0]}
             evaluated = module if ema is None else ema.module
             if val_set is not None:
-                row["val_accuracy"], row["val_loss"] = validate(evaluated, xv, yv)
+                row["val_accuracy"], row["val_loss"] = (_validate_spiking(evaluated, xv, yv, cfg.spiking_timesteps)
+                                                        if spiking is not None else validate(evaluated, xv, yv))
                 # Validation accuracy saturates on small sets (CK+ reaches 100 %): break ties by loss.
                 if best_acc is None or (row["val_accuracy"], -row["val_loss"]) > (best_acc, -best_loss):
                     best_acc, best_loss, best_epoch, stale = row["val_accuracy"], row["val_loss"], epoch, 0

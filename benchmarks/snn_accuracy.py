@@ -53,8 +53,7 @@ def accuracy_curve(net, inputs: np.ndarray, labels: np.ndarray, timesteps: int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["ckplus-loihi", "ckplus-loihi-edges", "ckplus-loihi-qcfs",
-                                                        "ckplus-loihi-edges-qcfs", "ckplus-loihi-spiking",
-                                                        "ckplus-loihi-edges-spiking"])
+                                                        "ckplus-loihi-edges-qcfs", "ckplus-loihi-spiking"])
     parser.add_argument("--timesteps", nargs="+", type=int, default=[8, 16, 32, 50, 64])
     parser.add_argument("--no-float-curve", dest="float_curve", action="store_false",
                         help="skip the float-precision accuracy curve")

@@ -257,7 +257,7 @@ def test_search_mode_takes_each_targets_best_checkpoint(tiny_models, tmp_path, m
     config = CompareConfig(dataset="ckplus", models=models)
     assert config.model_for("coral", "cnn").endswith("ckplus-coral-hierarchical/best.safetensors")
     assert config.model_for("loihi-gray", "gray").endswith("ckplus-loihi-hierarchical/best.safetensors")
-    assert config.model_for("loihi-edges", "edges") == "ckplus-loihi-edges-spiking"  # no input mode in the search space
+    assert config.model_for("loihi-edges", "edges") == "ckplus-loihi-edges-qcfs"  # no input mode in the search space
     assert config.model_for("host", "cnn") == "ckplus-cnn"
 
 

@@ -162,6 +162,10 @@ class SpikingNet:
 
 # --- conversion ------------------------------------------------------------------------------
 
+# A QCFS net's neurons start at half the threshold: the shift its activation was trained with.
+QCFS_MEMBRANE_START = 0.5
+
+
 @dataclass
 class _Pending:
     name: str
@@ -291,7 +295,7 @@ def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = D
     module = model.module
     module.eval()
     if v_init is None:
-        v_init = 0.5 if qcfs_layers(module) else 0.0
+        v_init = QCFS_MEMBRANE_START if qcfs_layers(module) else 0.0
     encoder_parts, plan = _layer_plan(module, offchip_stem)
     encoder = nn.Sequential(*[copy.deepcopy(m) for _, m in encoder_parts]).eval() if encoder_parts else None
     x = torch.as_tensor(calibration, dtype=torch.float32)

@@ -17,15 +17,13 @@ from torch import nn
 
 from edgefer.errors import EdgeferError
 from edgefer.nn.qcfs import MIN_CLIP, Qcfs
-from edgefer.snn.convert import _layer_plan
+from edgefer.snn.convert import QCFS_MEMBRANE_START, _layer_plan
 from edgefer.snn.simulate import encode
-
-MEMBRANE_START = 0.5  # of the threshold: the QCFS shift (convert's v_init for a QCFS net)
 
 
 def _integrate_and_fire(current: torch.Tensor) -> torch.Tensor:
     """Spikes (T x ...) of IF neurons with threshold 1 for per-step currents (T x ...)."""
-    membrane = torch.full_like(current[0], MEMBRANE_START)
+    membrane = torch.full_like(current[0], QCFS_MEMBRANE_START)
     spikes = torch.empty_like(current)
     for step in range(current.shape[0]):
         membrane += current[step]
@@ -35,7 +33,7 @@ def _integrate_and_fire(current: torch.Tensor) -> torch.Tensor:
 
 
 class SpikingForward:
-    """``forward(x, timesteps)``: the CNN's logits as its converted float SNN computes them from spikes
+    """Called as ``spiking(x, timesteps)``: the CNN's logits as its converted float SNN computes them from spikes
     (the output layer's integrated current in the CNN's units), with gradients for every weight and clip."""
 
     def __init__(self, module: nn.Sequential):
@@ -56,7 +54,7 @@ class SpikingForward:
         scale = self.input_clip.clip.clamp(min=MIN_CLIP)
         rates = self.encoder(x) / scale
         with torch.no_grad():
-            spikes = encode(rates.detach().clamp(0.0, 1.0), timesteps)
+            spikes = encode(rates.clamp(0.0, 1.0), timesteps)
         rates = rates + (spikes.mean(0) - rates).detach()
         for layer in self.plan[:-1]:
             if isinstance(layer.module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):

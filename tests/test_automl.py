@@ -104,6 +104,20 @@ def test_infeasible_spec_is_pruned_before_training(tmp_path, monkeypatch):
     assert len(trained) == 1 and rejecting_violations(search_target("loihi"), trained[0]) == []
 
 
+def test_a_study_resumes_across_tuple_settings_and_new_training_options_but_not_changed_ones(tmp_path):
+    settings = SearchSettings("ckplus", "loihi", trials=1, out=tmp_path, **TINY)
+    study = open_study(settings)
+    open_study(settings)  # reopened: tuples in the training settings compare as the stored lists
+    recorded = study.user_attrs["settings"]
+    older = dict(recorded, base_train_config={k: v for k, v in recorded["base_train_config"].items()
+                                              if k != "spiking_timesteps"})
+    study.set_user_attr("settings", older)  # a study started before that training option existed
+    open_study(settings)
+    study.set_user_attr("settings", dict(recorded, base_train_config=dict(recorded["base_train_config"], lr=1.0)))
+    with pytest.raises(EdgeferError, match=r"other settings \(base_train_config\)"):
+        open_study(settings)
+
+
 @pytest.mark.parametrize("objective", ["hierarchical", "pareto"])
 def test_search_writes_table_plot_and_best_checkpoint(tmp_path, objective):
     settings = SearchSettings("ckplus", "coral", trials=3, objective=objective, out=tmp_path, **TINY)

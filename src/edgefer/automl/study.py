@@ -7,6 +7,7 @@ internals.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -170,10 +171,16 @@ def open_study(settings: SearchSettings, create: bool = True):
         raise EdgeferError(f"cannot open study {settings.study_name!r} in {safe_url(settings.storage_url)} "
                            f"({type(exc).__name__}: {detail})") from None
     recorded = study.user_attrs.get("settings")
+    current = json.loads(json.dumps(settings.fingerprint()))  # as the storage keeps it: tuples become lists
     if recorded is None:
-        study.set_user_attr("settings", settings.fingerprint())
-    elif recorded != settings.fingerprint():
-        changed = sorted(k for k in recorded if recorded[k] != settings.fingerprint().get(k))
+        study.set_user_attr("settings", current)
+        return study
+    if "base_train_config" in recorded:
+        # A training option added since the study started left its trials at the option's default.
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+        recorded = {**recorded, "base_train_config": {**defaults, **recorded["base_train_config"]}}
+    if recorded != current:
+        changed = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
         raise EdgeferError(f"study {settings.study_name!r} was started with other settings ({', '.join(changed)}): "
                            "rerun with the same options or use another --out / --storage")
     return study

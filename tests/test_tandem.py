@@ -74,3 +74,5 @@ def test_the_trainer_fine_tunes_and_selects_the_spiking_net(ck_train120):
     assert not torch.equal(result.model.module.conv1_1.weight, start.module.conv1_1.weight)
     with pytest.raises(EdgeferError, match="QCFS"):
         train(replace(spec, activation="relu", levels=0), ck_train120, None, config, progress=False)
+    with pytest.raises(EdgeferError, match="fp32"):
+        train(spec, ck_train120, None, replace(config, precision="bf16"), progress=False, init=start)

@@ -2,7 +2,8 @@
 done on the batch tensor (so they run on the GPU when there is one), optional degradations that
 mimic what a live pipeline feeds the model (crop scale and offset, blur, low resolution, lighting,
 noise, JPEG), optional class-balanced loss, optional distillation from an ensemble of teachers,
-early stopping on validation accuracy with the best weights kept.
+optional spiking fine-tuning of a QCFS net (``edgefer.snn.tandem``), early stopping on validation
+accuracy with the best weights kept.
 """
 
 from __future__ import annotations
@@ -269,8 +270,9 @@ def train(
     relu_to_qcfs = init is not None and replace(init.spec, activation=spec.activation, levels=spec.levels) == spec
     if init is not None and init.spec != spec and not relu_to_qcfs:
         raise EdgeferError("the initial model's ArchSpec differs from the one to train")
-    if cfg.spiking_timesteps and (spec.activation != "qcfs" or min(cfg.spiking_timesteps) < 1):
-        raise EdgeferError("spiking fine-tuning needs a QCFS net and timesteps >= 1")
+    if cfg.spiking_timesteps and (spec.activation != "qcfs" or min(cfg.spiking_timesteps) < 1 or cfg.precision != "fp32"):
+        # fp32: in bf16 the neurons would cross their thresholds where the converted float net's do not
+        raise EdgeferError("spiking fine-tuning needs a QCFS net, timesteps >= 1 and fp32 precision")
     if (cfg.distill_weight > 0) != bool(teachers):
         raise EdgeferError("distillation needs both teachers and distill_weight > 0" if cfg.distill_weight > 0
                            else "teachers were given but distill_weight is 0")

@@ -63,10 +63,17 @@ _LOIHI_TRAINING = TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1
 # Conversion-aware fine-tuning of a trained Loihi net (edgefer.nn.qcfs): QCFS activations with 8 levels, one
 # level of noise on 35 % of the activations (what uneven spike arrival does to a converted net at small T).
 _LOIHI_QCFS_TUNING = replace(_LOIHI_TRAINING, epochs=60, qcfs_level_noise=0.35)
-# Spiking fine-tuning of a QCFS net (edgefer.snn.tandem): the converted SNN trained at 6-16 timesteps, a
-# small learning rate (it starts from a converted net that already works at T >= 16), no level noise (the
-# real spikes' unevenness replaces it).
-_LOIHI_SPIKING_TUNING = replace(_LOIHI_TRAINING, epochs=10, lr=1e-4, schedule="cosine", spiking_timesteps=(6, 8, 12, 16))
+
+
+def _spiking_tuning(base: TrainConfig, epochs: int) -> TrainConfig:
+    """Spiking fine-tuning of a QCFS net (edgefer.snn.tandem): the converted SNN trained at 6-16 timesteps, a
+    small learning rate (it starts from a converted net that already works at T >= 16), no level noise (the
+    real spikes' unevenness replaces it)."""
+    return replace(base, epochs=epochs, lr=1e-4, schedule="cosine", qcfs_level_noise=0.0,
+                   spiking_timesteps=(6, 8, 12, 16))
+
+
+_LOIHI_SPIKING_TUNING = _spiking_tuning(_LOIHI_TRAINING, epochs=10)
 # FER2013's official Training / PublicTest usages, 10 % of Training held for model selection.
 _FER2013_SPLIT = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.10)
 # The Loihi net is small (5.9 M MACs): 40 bf16 epochs on 2 CPU cores; milder augmentation than the
@@ -172,8 +179,7 @@ RECIPES = {
     ),
     "fer2013-loihi-spiking": Recipe(
         "fer2013", "loihi-study-qcfs", "gray",
-        replace(_FER2013_LOIHI_QCFS_TUNING, epochs=4, lr=1e-4, schedule="cosine", qcfs_level_noise=0.0,
-                spiking_timesteps=(6, 8, 12, 16)),
+        _spiking_tuning(_FER2013_LOIHI_QCFS_TUNING, epochs=4),
         _FER2013_SPLIT,
         "fer2013-loihi-qcfs fine-tuned as the spiking net it converts to, at 6-16 timesteps; tested on PublicTest",
         init_recipe="fer2013-loihi-qcfs",

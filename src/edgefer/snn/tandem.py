@@ -22,7 +22,8 @@ from edgefer.snn.simulate import encode
 
 
 def _integrate_and_fire(current: torch.Tensor) -> torch.Tensor:
-    """Spikes (T x ...) of IF neurons with threshold 1 for per-step currents (T x ...)."""
+    """Spikes (T x ...) of IF neurons with threshold 1 for per-step currents (T x ...). Torch operations, not
+    neuron_scan's compiled kernel: training may run on a GPU (the tests check the spikes are simulate's)."""
     membrane = torch.full_like(current[0], QCFS_MEMBRANE_START)
     spikes = torch.empty_like(current)
     for step in range(current.shape[0]):

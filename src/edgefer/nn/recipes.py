@@ -202,6 +202,14 @@ RECIPES = {
         init_recipe="fer2013-loihi-large",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
+    "fer2013-loihi-large-ws": Recipe(
+        "fer2013", "loihi-fer2013-nobn", "gray",
+        replace(_FER2013_LOIHI_DISTILLATION, weight_standardization=True),
+        _FER2013_SPLIT,
+        "the larger Loihi-compatible net for FER2013 without batch-norm (no bias currents), trained through scaled "
+        "weight standardisation and distilled from fer2013-cnn; tested on PublicTest",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
     "fer2013-loihi-edges": Recipe(
         "fer2013", "loihi-study", "edges",
         _FER2013_LOIHI_TRAINING,

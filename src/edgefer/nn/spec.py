@@ -277,6 +277,9 @@ LOIHI_STUDY_QCFS = replace(LOIHI_STUDY, activation="qcfs", levels=8)
 LOIHI_FER2013 = replace(LOIHI_STUDY, filters=(16, 48, 96, 192), convs_per_block=(1, 2, 2, 2), dense=(256,),
                         batchnorm=True)
 LOIHI_FER2013_QCFS = replace(LOIHI_FER2013, activation="qcfs", levels=8)
+# The same layers without batch-norm, so without bias currents: trained with weight standardisation instead.
+LOIHI_FER2013_NOBN = replace(LOIHI_FER2013, batchnorm=False)
+LOIHI_FER2013_NOBN_QCFS = replace(LOIHI_FER2013_NOBN, activation="qcfs", levels=8)
 # CK+48 VGG-like net.
 CKPLUS_CNN = ArchSpec(filters=(16, 32, 64), convs_per_block=2, downsample="maxpool", batchnorm=True,
                       dense=(128,), dropout=0.1)
@@ -284,7 +287,8 @@ CKPLUS_CNN = ArchSpec(filters=(16, 32, 64), convs_per_block=2, downsample="maxpo
 FER2013_CNN = ArchSpec(filters=(32, 64, 128, 256), convs_per_block=(1, 2, 2, 2), downsample="maxpool",
                        batchnorm=True, dense=(256,), dropout=0.4, head="flatten")
 PRESETS = {"loihi-study": LOIHI_STUDY, "loihi-study-qcfs": LOIHI_STUDY_QCFS, "loihi-fer2013": LOIHI_FER2013,
-           "loihi-fer2013-qcfs": LOIHI_FER2013_QCFS, "vgg-ckplus": CKPLUS_CNN, "vgg-fer2013": FER2013_CNN}
+           "loihi-fer2013-qcfs": LOIHI_FER2013_QCFS, "loihi-fer2013-nobn": LOIHI_FER2013_NOBN,
+           "loihi-fer2013-nobn-qcfs": LOIHI_FER2013_NOBN_QCFS, "vgg-ckplus": CKPLUS_CNN, "vgg-fer2013": FER2013_CNN}
 
 
 def resolve_arch(name_or_path: str) -> ArchSpec:

@@ -2,7 +2,8 @@
 done on the batch tensor (so they run on the GPU when there is one), optional degradations that
 mimic what a live pipeline feeds the model (crop scale and offset, blur, low resolution, lighting,
 noise, JPEG), optional class-balanced loss, optional distillation from an ensemble of teachers,
-optional spiking fine-tuning of a QCFS net (``edgefer.snn.tandem``), early stopping on validation
+optional spiking fine-tuning of a QCFS net (``edgefer.snn.tandem``), optional scaled weight
+standardisation (``edgefer.nn.standardization``), early stopping on validation
 accuracy with the best weights kept.
 """
 
@@ -24,6 +25,7 @@ from edgefer.errors import EdgeferError
 from edgefer.nn.model import FerModel
 from edgefer.nn.qcfs import init_clips, qcfs_layers
 from edgefer.nn.spec import ArchSpec
+from edgefer.nn.standardization import materialize_weights, standardize_weights
 
 
 @dataclass
@@ -59,6 +61,9 @@ class TrainConfig:
     # QCFS nets: train (and select on validation) the converted float SNN itself, each batch at one of
     # these timesteps (edgefer.snn.tandem); empty: train the CNN
     spiking_timesteps: tuple[int, ...] = ()
+    # Train each convolution and dense layer through scaled weight standardisation (edgefer.nn.standardization):
+    # what lets a net without batch-norm (a bias-free Loihi net) train as well; the saved weights are plain.
+    weight_standardization: bool = False
     seed: int = 0
     device: str = "auto"
 
@@ -287,6 +292,8 @@ def train(
     module = spec.build()
     if init is not None:
         module.load_state_dict(init.module.state_dict(), strict=not relu_to_qcfs)
+    if cfg.weight_standardization:
+        standardize_weights(module, trained=init is not None)
     module = module.to(device, memory_format=torch.channels_last)
     teacher_modules = [t.module.to(device, memory_format=torch.channels_last).eval() for t in teachers]
     ema = None
@@ -382,6 +389,7 @@ def train(
         best_epoch = len(history)
         if ema is not None:
             module.load_state_dict(ema.module.state_dict())
+    materialize_weights(module)
     module = module.cpu().to(memory_format=torch.contiguous_format).eval()
     for teacher in teachers:  # hand the teachers back as they came
         teacher.module.cpu().to(memory_format=torch.contiguous_format)

@@ -413,6 +413,9 @@ def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto",
                    teachers=teacher_models)
     seconds = time.time() - started
     test_scores = evaluate(result.model, test_set)
+    # what validation_accuracy (which picked the epoch) scores: the CNN, or the spiking net it converts to
+    validated = ("the converted SNN (float), mean over T = " + ", ".join(map(str, config.spiking_timesteps))
+                 if config.spiking_timesteps else "the CNN")
     summary = spec.summary()
     card = {
         "name": name,
@@ -426,8 +429,9 @@ def run_recipe(name: str, out: str | Path, data_root=None, device: str = "auto",
         "macs": summary["macs"],
         "train_config": config.to_dict(),
         "best_epoch": result.best_epoch,
-        "scores": {"validation_accuracy": result.best_val_accuracy, "test_accuracy": test_scores["accuracy"],
-                   "test_balanced_accuracy": test_scores["balanced_accuracy"], "test_n": test_scores["n"]},
+        "scores": {"validation_accuracy": result.best_val_accuracy, "validated": validated,
+                   "test_accuracy": test_scores["accuracy"], "test_balanced_accuracy": test_scores["balanced_accuracy"],
+                   "test_n": test_scores["n"]},
         "train_seconds": round(seconds, 1),
         "hardware": _hardware(config.device),
         "command": "edgefer train --recipe " + name + (f" --epochs {epochs}" if epochs else "")

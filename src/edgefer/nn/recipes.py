@@ -210,6 +210,15 @@ RECIPES = {
         "weight standardisation and distilled from fer2013-cnn; tested on PublicTest",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
+    "fer2013-loihi-large-ws-qcfs": Recipe(
+        "fer2013", "loihi-fer2013-nobn-qcfs", "gray",
+        replace(_FER2013_LOIHI_LARGE_QCFS_TUNING, weight_standardization=True),
+        _FER2013_SPLIT,
+        "fer2013-loihi-large-ws fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise), still "
+        "distilled from fer2013-cnn; tested on PublicTest",
+        init_recipe="fer2013-loihi-large-ws",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
     "fer2013-loihi-edges": Recipe(
         "fer2013", "loihi-study", "edges",
         _FER2013_LOIHI_TRAINING,

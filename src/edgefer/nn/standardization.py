@@ -2,8 +2,8 @@
 reparameterisation that gives a net without batch-norm what batch-norm gives its training.
 
 Each output unit's weights are used as ``gain * (w - mean(w)) / (std(w) * sqrt(fan_in))``: zero-mean weights
-of unit norm, times a trained gain. Pre-activations keep zero mean and unit variance from layer to layer
-however the raw weights drift, without per-neuron bias currents (which batch-norm folds into, and which keep
+of unit norm, times a trained gain. Pre-activations keep about the same scale from layer to layer however
+the raw weights drift, without per-neuron bias currents (which batch-norm folds into, and which keep
 every Loihi neuron updating at every timestep). After training the reparameterised weights are written back
 as plain weights: the saved net is an ordinary bias-free CNN that exports and converts like any other.
 """

@@ -146,6 +146,11 @@ def open_storage(url: str, heartbeat_s: int = DEFAULT_HEARTBEAT_S):
         raise EdgeferError(f"cannot open study storage {safe_url(given)!r} ({type(exc).__name__}: {detail})") from None
 
 
+def _as_stored(value):
+    """A JSON-able value as the study's storage gives it back (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 def open_study(settings: SearchSettings, create: bool = True):
     """The study of these settings; ``create`` makes it when missing, else a missing one is an error."""
     optuna = _optuna()
@@ -171,13 +176,13 @@ def open_study(settings: SearchSettings, create: bool = True):
         raise EdgeferError(f"cannot open study {settings.study_name!r} in {safe_url(settings.storage_url)} "
                            f"({type(exc).__name__}: {detail})") from None
     recorded = study.user_attrs.get("settings")
-    current = json.loads(json.dumps(settings.fingerprint()))  # as the storage keeps it: tuples become lists
+    current = _as_stored(settings.fingerprint())
     if recorded is None:
         study.set_user_attr("settings", current)
         return study
     if "base_train_config" in recorded:
         # A training option added since the study started left its trials at the option's default.
-        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+        defaults = _as_stored(TrainConfig().to_dict())
         recorded = {**recorded, "base_train_config": {**defaults, **recorded["base_train_config"]}}
     if recorded != current:
         changed = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))

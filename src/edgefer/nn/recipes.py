@@ -91,10 +91,13 @@ _FER2013_LOIHI_DISTILLATION = TrainConfig(epochs=30, batch_size=128, lr=2e-3, we
                                           label_smoothing=0.05, rotate_deg=10.0, shift=0.08, scale=0.08,
                                           erase_prob=0.25, clip_grad_norm=5.0, ema_decay=0.999, distill_weight=0.7,
                                           distill_temperature=4.0, distill_flip=True, distill_view="clean", seed=0)
+# The same through scaled weight standardisation (the nets without batch-norm).
+_FER2013_LOIHI_WS_DISTILLATION = replace(_FER2013_LOIHI_DISTILLATION, weight_standardization=True)
 # How their teacher, the shipped fer2013-cnn, was trained.
 _FER2013_CNN_COMMAND = ("edgefer train --recipe fer2013-cnn --init fer2013-cnn-distilled-3.safetensors "
                         "--teacher fer2013-cnn-distilled-3.safetensors")
 _FER2013_LOIHI_LARGE_QCFS_TUNING = replace(_FER2013_LOIHI_DISTILLATION, epochs=8, lr=1e-3, qcfs_level_noise=0.35, seed=1)
+_FER2013_LOIHI_WS_QCFS_TUNING = replace(_FER2013_LOIHI_LARGE_QCFS_TUNING, weight_standardization=True)
 # FER2013's whole Training usage, no validation: the later stages keep their final weight average.
 _FER2013_ALL = SplitPlan("official", seed=123, test_fraction=0.0, val_fraction=0.0)
 # Distillation stages: the soft labels of an ensemble of the project's FER2013 VGG checkpoints.
@@ -204,7 +207,7 @@ RECIPES = {
     ),
     "fer2013-loihi-large-ws": Recipe(
         "fer2013", "loihi-fer2013-nobn", "gray",
-        replace(_FER2013_LOIHI_DISTILLATION, weight_standardization=True),
+        _FER2013_LOIHI_WS_DISTILLATION,
         _FER2013_SPLIT,
         "the larger Loihi-compatible net for FER2013 without batch-norm (no bias currents), trained through scaled "
         "weight standardisation and distilled from fer2013-cnn; tested on PublicTest",
@@ -212,11 +215,30 @@ RECIPES = {
     ),
     "fer2013-loihi-large-ws-qcfs": Recipe(
         "fer2013", "loihi-fer2013-nobn-qcfs", "gray",
-        replace(_FER2013_LOIHI_LARGE_QCFS_TUNING, weight_standardization=True),
+        _FER2013_LOIHI_WS_QCFS_TUNING,
         _FER2013_SPLIT,
         "fer2013-loihi-large-ws fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise), still "
         "distilled from fer2013-cnn; tested on PublicTest",
         init_recipe="fer2013-loihi-large-ws",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
+    "fer2013-loihi-vgg-ws": Recipe(
+        "fer2013", "loihi-vgg-fer2013", "gray",
+        _FER2013_LOIHI_WS_DISTILLATION,
+        _FER2013_SPLIT,
+        "fer2013-cnn's layers in a bias-free form for Loihi (no batch-norm, stride-2 instead of max-pooling; eight "
+        "chips), started from its filters with the batch-norm scales folded in and distilled from it through scaled "
+        "weight standardisation; tested on PublicTest",
+        init_recipe="fer2013-cnn",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
+    "fer2013-loihi-vgg-ws-qcfs": Recipe(
+        "fer2013", "loihi-vgg-fer2013-qcfs", "gray",
+        _FER2013_LOIHI_WS_QCFS_TUNING,
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws fine-tuned for conversion at few timesteps (QCFS, 8 levels, level noise), still "
+        "distilled from fer2013-cnn; tested on PublicTest",
+        init_recipe="fer2013-loihi-vgg-ws",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
     "fer2013-loihi-edges": Recipe(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from edgefer.nn.model import FerModel
 from edgefer.nn.qcfs import init_clips, qcfs_layers
 from edgefer.nn.spec import ArchSpec
 from edgefer.nn.standardization import materialize_weights, standardize_weights
+from edgefer.nn.transfer import starting_state
 
 
 @dataclass
@@ -271,10 +272,7 @@ def train(
         raise EdgeferError(f"unknown precision {cfg.precision!r}; choose fp32 or bf16")
     if cfg.distill_view not in ("augmented", "clean"):
         raise EdgeferError(f"unknown distill_view {cfg.distill_view!r}; choose augmented or clean")
-    # A ReLU net may start a QCFS one of the same layers (conversion-aware fine-tuning).
-    relu_to_qcfs = init is not None and replace(init.spec, activation=spec.activation, levels=spec.levels) == spec
-    if init is not None and init.spec != spec and not relu_to_qcfs:
-        raise EdgeferError("the initial model's ArchSpec differs from the one to train")
+    start = starting_state(init, spec) if init is not None else None
     if cfg.spiking_timesteps and (spec.activation != "qcfs" or min(cfg.spiking_timesteps) < 1 or cfg.precision != "fp32"):
         # fp32: in bf16 the neurons would cross their thresholds where the converted float net's do not
         raise EdgeferError("spiking fine-tuning needs a QCFS net, timesteps >= 1 and fp32 precision")
@@ -290,8 +288,9 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     module = spec.build()
-    if init is not None:
-        module.load_state_dict(init.module.state_dict(), strict=not relu_to_qcfs)
+    if start is not None:
+        state, exact = start
+        module.load_state_dict(state, strict=exact)
     if cfg.weight_standardization:
         standardize_weights(module, trained=init is not None)
     module = module.to(device, memory_format=torch.channels_last)

@@ -136,6 +136,15 @@ def test_framings_are_read_from_a_model_card():
     assert model_framings({}) == {}
 
 
+def test_every_shipped_model_records_a_framing_for_each_detector_model():
+    """live and photos crop with the framing of the model they run: a model shipped without one would be
+    fed the detector's raw box, which frames a face unlike its training data."""
+    from edgefer.nn.zoo import load_model, shipped_models
+
+    for name in shipped_models():
+        assert set(model_framings(load_model(name).info)) == {"blazeface-full", "blazeface-short", "haar"}, name
+
+
 def test_crop_outside_the_image_replicates_the_border():
     gray = np.tile(np.arange(100, dtype=np.uint8), (100, 1))
     crop = crop_face(gray, (80, 40, 40, 40))  # reaches 20 px past the right edge

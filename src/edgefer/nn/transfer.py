@@ -22,6 +22,16 @@ from edgefer.nn.model import FerModel
 from edgefer.nn.spec import ArchSpec
 
 
+def fold_batchnorm(bn: torch.nn.BatchNorm2d, weight: torch.Tensor,
+                   bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight (and, when given, the bias) of a layer followed by ``bn`` with the batch-norm folded in."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
+    folded = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
+    if bias is None:
+        return folded, None
+    return folded, (bias - bn.running_mean.detach()) * scale + bn.bias.detach()
+
+
 def _bias_free_form(source: ArchSpec, spec: ArchSpec) -> bool:
     """Whether ``spec`` is ``source``'s layers without batch-norm and bias (pooling and activation may differ)."""
     if spec.batchnorm or spec.bias or source.downsample not in ("maxpool", spec.downsample):
@@ -47,11 +57,6 @@ def starting_state(init: FerModel, spec: ArchSpec) -> tuple[dict[str, torch.Tens
         layer, _, kind = name.rpartition(".")
         if kind != "weight" or layer.startswith("bn"):
             continue  # biases, batch-norm shifts and statistics have no place in a bias-free net
-        norm = layer.replace("conv", "bn", 1) if layer.startswith("conv") else None
-        if norm is not None and f"{norm}.weight" in state:
-            eps = getattr(init.module, norm).eps
-            scale = state[f"{norm}.weight"] / torch.sqrt(state[f"{norm}.running_var"] + eps)
-            tensor = tensor * scale.view(-1, *([1] * (tensor.dim() - 1)))
-        folded[name] = tensor.clone()
+        norm = getattr(init.module, layer.replace("conv", "bn", 1), None) if layer.startswith("conv") else None
+        folded[name] = fold_batchnorm(norm, tensor)[0] if isinstance(norm, torch.nn.BatchNorm2d) else tensor
     return folded, spec.activation != "qcfs"
-

@@ -24,6 +24,7 @@ from torch import nn
 
 from edgefer.errors import EdgeferError
 from edgefer.nn.qcfs import Qcfs, qcfs_clip, qcfs_layers
+from edgefer.nn.transfer import fold_batchnorm
 from edgefer.snn.options import DEFAULT_PERCENTILE
 
 UNSUPPORTED_ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.PReLU, nn.Softmax,
@@ -182,12 +183,6 @@ class _Pending:
         return qcfs_clip(self.activation)
 
 
-def _fold_batchnorm(pending: _Pending, bn: nn.BatchNorm2d) -> None:
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
-    pending.weight = pending.weight * scale.view(-1, *([1] * (pending.weight.dim() - 1)))
-    pending.bias = (pending.bias - bn.running_mean.detach()) * scale + bn.bias.detach()
-
-
 def _layer_plan(module: nn.Sequential, offchip_stem: bool) -> tuple[list[tuple[str, nn.Module]], list[_Pending]]:
     """Split the CNN into off-chip encoder modules and on-chip weight layers (BN folded)."""
     children = list(module.named_children())
@@ -217,7 +212,7 @@ def _layer_plan(module: nn.Sequential, offchip_stem: bool) -> tuple[list[tuple[s
             if last is None or not isinstance(last.module, nn.Conv2d) or last.relu or len(last.sources) > 1:
                 raise EdgeferError(f"batch-norm layer {name!r} does not directly follow a convolution and cannot be "
                                    "folded into one")
-            _fold_batchnorm(last, child)
+            last.weight, last.bias = fold_batchnorm(child, last.weight, last.bias)
             last.sources.append(name)
         elif isinstance(child, (nn.ReLU, Qcfs)):
             if last is None or last.relu:

@@ -228,14 +228,43 @@ def test_openvino_matches_torch(images_dir):
     np.testing.assert_allclose(ov_probs, make_classifier(model, "torch").predict_proba(inputs), atol=1e-3)
 
 
-def test_snn_backend_labels_faces_of_a_video(video_dir):
-    """The spiking backend runs the Loihi-style net end to end; its labels are spike-count argmaxes."""
+def test_snn_backend_labels_faces_of_a_video(video_dir, tmp_path):
+    """The spiking backend runs the Loihi-style net end to end; its labels are the spike readout's, and its
+    confidence is a softmax of estimated logits, not of spike counts (which gave 1.00 on every face)."""
     from edgefer.live.pipeline import LiveConfig, run_live
 
+    jsonl = tmp_path / "snn.jsonl"
     summary = run_live(str(video_dir / "single_face.mp4"),
-                       LiveConfig(model="ckplus-loihi", backend="snn", max_frames=6, detect_every=3))
+                       LiveConfig(model="ckplus-loihi", backend="snn", max_frames=6, detect_every=3, jsonl=jsonl))
     assert summary["backend"] == "snn"
     assert summary["faces"] > 0
+    confidences = [face["confidence"] for record in read_jsonl(jsonl) for face in record["faces"]]
+    assert confidences and max(confidences) < 0.999
+
+
+def test_snn_backend_exports_once_into_the_cache_and_an_interrupted_export_leaves_no_entry(monkeypatch, tmp_path):
+    from edgefer.live.backends import SpikingClassifier, cache_dir
+    from edgefer.nn.zoo import load_model
+    from edgefer.targets.devices.loihi import LoihiTarget
+
+    monkeypatch.setenv("EDGEFER_CACHE", str(tmp_path))
+    model = load_model("ckplus-loihi")
+    real_export = LoihiTarget.export
+
+    def interrupted(self, model, out_dir, calibration=None):
+        real_export(self, model, out_dir, calibration)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LoihiTarget, "export", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        SpikingClassifier(model)
+    assert list((cache_dir() / "snn").iterdir()) == []
+    monkeypatch.setattr(LoihiTarget, "export", real_export)
+    first = SpikingClassifier(model)
+    assert first.artifact.path.parent == cache_dir() / "snn" / model.digest()
+    monkeypatch.setattr(LoihiTarget, "export", lambda *args, **kwargs: pytest.fail("exported again"))
+    inputs = np.random.default_rng(0).random((3, 1, 48, 48), dtype=np.float32)
+    np.testing.assert_array_equal(SpikingClassifier(model).predict_proba(inputs), first.predict_proba(inputs))
 
 
 # --- tracking and smoothing -------------------------------------------------------------------------

@@ -322,6 +322,30 @@ def test_predictions_break_count_ties_by_membrane():
     assert sim.predictions("membrane").tolist() == [2, 1]
 
 
+def test_readout_scores_estimate_the_output_activation_and_keep_the_readouts_class():
+    from edgefer.snn.evaluate import readout_scores
+
+    model = tiny_model()
+    x = images(16)
+    net = convert(model, x, percentile=100.0)  # no layer clips on these images
+    net.v_init = 0.5
+    logits = model.module(x).detach().double().numpy()
+    sim = simulate(net, net.rates(x), 512, record=False)
+    for readout in ("spikes", "membrane"):
+        scores = readout_scores(sim, net, readout, net.info["scales"]["logits"])
+        assert scores.argmax(1).tolist() == sim.predictions(readout).tolist()
+        # The estimate follows the logits, negative ones included.
+        assert np.abs(scores - logits).max() < 0.05 * np.abs(logits).max()
+        assert (scores[logits < -0.1] < 0).all()
+    # A near tie: the membrane readout and the spike readout disagree, the scores keep the spike readout's class.
+    from edgefer.snn.simulate import SimResult
+
+    tie = SimResult(torch.tensor([[3.0, 2.0]], dtype=torch.float64), torch.tensor([[0.1, 0.9]], dtype=torch.float64),
+                    torch.tensor([[3.0, 3.2]], dtype=torch.float64), 4)
+    np.testing.assert_allclose(readout_scores(tie, net, "spikes", 2.0), [[3.7 * 2.0 / 4, 3.2 * 2.0 / 4]])
+    np.testing.assert_allclose(readout_scores(tie, net, "membrane", 2.0), [[3.0 * 2.0 / 4, 3.2 * 2.0 / 4]])
+
+
 # --- Loihi quantisation ----------------------------------------------------------------------
 
 def test_loihi_quantisation_stays_within_loihi_formats():

@@ -134,15 +134,14 @@ class OpenVinoClassifier(Classifier):
 
 class SpikingClassifier(Classifier):
     """The model through the ``loihi`` target: converted to a rate-coded spiking network with Loihi's
-    precision (exported once to a temporary folder) and simulated for the timesteps its export chose per face;
-    probabilities are the softmax of the readout's scores (output spike counts)."""
+    precision and simulated for the timesteps its export chose per face; probabilities are the softmax of
+    the readout's scores, spike rates in the CNN's logit units (``snn.evaluate.readout_scores``). The
+    export (thresholds calibrated and T chosen on the model's training data) is cached like the ONNX one."""
 
     name = "snn"
 
     def __init__(self, model: FerModel, threads: int | None = None):
         super().__init__(model)
-        import tempfile
-
         import torch
 
         from edgefer.targets import get_target
@@ -150,11 +149,31 @@ class SpikingClassifier(Classifier):
         if threads:
             torch.set_num_threads(threads)
         self.target = get_target("loihi")
-        self._folder = tempfile.TemporaryDirectory(prefix="edgefer-live-snn-")
-        self.artifact = self.target.export(model, self._folder.name)
+        self.artifact = _cached_spiking_export(model, self.target)
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         return self.target.run(self.artifact, inputs).astype(np.float32)
+
+
+def _cached_spiking_export(model: FerModel, target):
+    """The model's Loihi export, made once into the cache (keyed by the weights): written to a temporary
+    folder beside it and renamed into place, so an interrupted export leaves no half-written entry."""
+    import shutil
+    import tempfile
+
+    from edgefer.targets.base import Artifact
+
+    folder = cache_dir() / "snn" / model.digest()
+    if not (folder / Artifact.MANIFEST).is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", suffix=".tmp", dir=folder.parent))
+        try:
+            target.export(model, staging)
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged entry without its manifest
+            staging.rename(folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Artifact.load(folder)
 
 
 def make_classifier(model: FerModel, backend: str = "auto", threads: int | None = None) -> Classifier:

@@ -99,12 +99,20 @@ def run_snn(net: SpikingNet, inputs: np.ndarray, timesteps: int, encoding: str =
     return merge_results(parts)
 
 
-def readout_scores(sim: SimResult, readout: str = "spikes") -> np.ndarray:
-    """Per-class scores whose argmax is the readout's class: the output spike counts, with the readout's
-    winner raised by half a spike (its tie-break on the membrane decides between equal counts)."""
-    scores = sim.counts.double().numpy().copy()
-    scores[np.arange(len(scores)), sim.predictions(readout)] += 0.5
-    return scores
+def readout_scores(sim: SimResult, net: SpikingNet, readout: str = "spikes", output_scale: float = 1.0) -> np.ndarray:
+    """Per-class scores whose argmax is the readout's class: the input each output neuron integrated per
+    step over its threshold, which estimates the output layer's activation (the CNN's logit over
+    ``output_scale``, that layer's conversion scale), negative logits included. Where the spike readout's
+    class is not the top of those (a near tie in counts), it is lifted half a spike above the best other.
+    Times ``output_scale``, their softmax is a confidence on the CNN's footing, not a softmax of spike
+    counts, which saturates as the counts grow with T."""
+    scores = sim.integrated.double().numpy() / net.layers[-1].threshold
+    if readout == "spikes":
+        rows, winners = np.arange(len(scores)), sim.predictions(readout)
+        others = scores.copy()
+        others[rows, winners] = -np.inf
+        scores[rows, winners] = np.maximum(scores[rows, winners], others.max(1) + 0.5)
+    return scores * (output_scale / sim.timesteps)
 
 
 @dataclass

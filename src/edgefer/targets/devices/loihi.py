@@ -84,6 +84,12 @@ def _load_net(nir_path: str, settings_key: str, modified: float):
     return net
 
 
+def _output_scale(artifact: Artifact) -> float:
+    """The CNN activation that the output neurons' full rate stands for (their conversion scale); artifacts
+    exported before it was recorded score in spike rates."""
+    return float(artifact.settings.get("output_scale", 1.0))
+
+
 def _timesteps_note(requested: int | None, artifact: Artifact) -> str | None:
     """Why the row ran for its T, when the export chose it (a requested T is in the artifact label)."""
     if requested:
@@ -220,7 +226,7 @@ class LoihiTarget(BaseTarget):
         return Artifact(self.name, nir_path, self.artifact_format, net.precision, files,
                         notes=[f"thresholds calibrated on {described}"],
                         settings={"input_scale": net.input_scale, "encoder": encoder, "calibration": described,
-                                  "timestep_sweep": sweep})
+                                  "timestep_sweep": sweep, "output_scale": net.info["scales"][net.layers[-1].name]})
 
     def net(self, artifact: Artifact):
         import json
@@ -235,8 +241,9 @@ class LoihiTarget(BaseTarget):
 
         artifact = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
         o = self.options_for(artifact)
-        sim = run_snn(self.net(artifact), inputs, o.timesteps, o.encoding, o.seed, o.batch_size, record=False)
-        return readout_scores(sim, o.readout)
+        net = self.net(artifact)
+        sim = run_snn(net, inputs, o.timesteps, o.encoding, o.seed, o.batch_size, record=False)
+        return readout_scores(sim, net, o.readout, _output_scale(artifact))
 
     def evaluate(self, artifact: Artifact | str | Path, inputs: np.ndarray) -> tuple[np.ndarray, Cost]:
         """One simulation with accounting: the readout's scores and the modeled cost of those spikes."""
@@ -263,7 +270,7 @@ class LoihiTarget(BaseTarget):
         cost = Cost(c.latency_s, c.power_w, c.energy_j, "modeled", self.chip.citations, breakdown,
                     [note for note in (f"thresholds calibrated on {net.info.get('calibration')}",
                                        _timesteps_note(self.timesteps, artifact)) if note], figures)
-        return readout_scores(run.sim, options.readout), cost
+        return readout_scores(run.sim, net, options.readout, _output_scale(artifact)), cost
 
     def _calibrated_to_measured(self, net, run) -> dict | None:
         """The same spikes priced with host I/O time and static power fitted on measured Loihi runs (see

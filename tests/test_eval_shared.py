@@ -71,7 +71,7 @@ def test_shared_with_one_common_class(tiny_trained, ck_small):
 
 
 def test_all_is_the_default_and_still_rejects_unknown_classes(tiny_trained, partly_shared, ck_small):
-    with pytest.raises(EdgeferError, match="neutral"):
+    with pytest.raises(EdgeferError, match="neutral.*--classes shared scores only the classes both know"):
         evaluate(tiny_trained, partly_shared)
     same = evaluate(tiny_trained, ck_small), evaluate(tiny_trained, ck_small, classes="shared")
     assert same[0]["accuracy"] == same[1]["accuracy"] and same[0]["confusion"] == same[1]["confusion"]

@@ -14,13 +14,14 @@ from edgefer.nn.model import FerModel
 CLASS_MODES = ("all", "shared")
 
 
-def model_labels(model: FerModel, data: FaceDataset) -> np.ndarray:
-    """The dataset's labels as indices into the model's classes (the two orders may differ)."""
+def model_labels(model: FerModel, data: FaceDataset, remedy: str = "") -> np.ndarray:
+    """The dataset's labels as indices into the model's classes (the two orders may differ); ``remedy``
+    ends the error when the data has classes the model does not know."""
     missing = [c for c in data.classes if c not in model.classes]
     if missing:
         raise EdgeferError(
-            f"the data has class(es) {missing} that the model does not know (model classes: {list(model.classes)})",
-            data.source or None,
+            f"the data has class(es) {missing} that the model does not know (model classes: {list(model.classes)})"
+            + remedy, data.source or None,
         )
     mapping = np.array([model.classes.index(c) for c in data.classes])
     return mapping[data.labels]
@@ -51,7 +52,8 @@ def scored_classes(model: FerModel, data: FaceDataset, classes: str = "all") -> 
         raise EdgeferError(f"classes must be one of {', '.join(CLASS_MODES)}, got {classes!r}")
     if classes == "all":
         return ScoredClasses(tuple(model.classes), np.arange(len(model.classes)), np.ones(len(data), bool),
-                             model_labels(model, data), {}, ())
+                             model_labels(model, data, "; --classes shared scores only the classes both know"),
+                             {}, ())
     shared = tuple(c for c in model.classes if c in data.classes)
     if not shared:
         raise EdgeferError(

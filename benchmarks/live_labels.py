@@ -14,6 +14,8 @@ Pipelines, all run in the same invocation on every clip and with each model of `
 - ``edgefer (haar)``: the same with ``detector="haar"``;
 - ``typical``: Haar on every full frame + the same model on the raw Haar box crop, no smoothing
   (``typical_pipeline`` of ``benchmarks/live_speed.py``).
+- ``snn`` (only when asked for, Loihi-style models): the default pipeline with ``--backend snn``, the
+  model run as its spiking net in Loihi's integer mode (simulated).
 
 Per video frame the label of the largest reported face is compared with the annotation:
 
@@ -59,12 +61,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_speed import typical_pipeline  # noqa: E402  (benchmarks/ is not a package)
 
 LABELS_FILE = Path(__file__).resolve().parent / "live_labels.json"
-PIPELINES = ("blazeface", "blazeface-align", "haar", "typical")
+PIPELINES = ("blazeface", "blazeface-align", "haar", "typical", "snn")
+# snn (the model as its simulated Loihi spiking net) only runs Loihi-style models: asked for by name.
+DEFAULT_PIPELINES = PIPELINES[:4]
 PIPELINE_NAMES = {"blazeface": "edgefer (blazeface)", "blazeface-align": "edgefer (blazeface, eyes levelled)",
-                  "haar": "edgefer (haar)", "typical": "typical (Haar full frame + box crop)"}
+                  "haar": "edgefer (haar)", "typical": "typical (Haar full frame + box crop)",
+                  "snn": "edgefer (blazeface, --backend snn)"}
 # The edgefer pipelines: the live settings each one changes from the defaults.
 LIVE_SETTINGS = {"blazeface": {"detector": "blazeface"}, "blazeface-align": {"detector": "blazeface", "align": True},
-                 "haar": {"detector": "haar"}}
+                 "haar": {"detector": "haar"}, "snn": {"detector": "blazeface", "backend": "snn"}}
 MATCH_IOU = 0.25
 MATCH_CENTRE = 0.5  # fraction of the annotated box side
 
@@ -250,7 +255,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["fer2013-cnn"],
                         help="shipped model names or checkpoint paths (e.g. runs/zoo/fer2013-cnn-distilled-3.safetensors)")
-    parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
+    parser.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(DEFAULT_PIPELINES),
+                        help="snn needs a Loihi-style model (default: all but snn)")
     parser.add_argument("--labels", type=Path, default=LABELS_FILE, help="the annotations (default benchmarks/live_labels.json)")
     parser.add_argument("--data", type=Path, default=None, help="the shared data folder (default ../shared/data)")
     parser.add_argument("--clips", nargs="*", default=None,

@@ -241,6 +241,15 @@ RECIPES = {
         init_recipe="fer2013-loihi-vgg-ws",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
+    "fer2013-loihi-vgg-ws-qcfs16": Recipe(
+        "fer2013", "loihi-vgg-fer2013-qcfs16", "gray",
+        replace(_FER2013_LOIHI_WS_QCFS_TUNING, epochs=12),
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws fine-tuned for conversion with QCFS at 16 levels (a closer fit to its ReLU net than 8 "
+        "levels, for more timesteps), still distilled from fer2013-cnn; tested on PublicTest",
+        init_recipe="fer2013-loihi-vgg-ws",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
     "fer2013-loihi-edges": Recipe(
         "fer2013", "loihi-study", "edges",
         _FER2013_LOIHI_TRAINING,

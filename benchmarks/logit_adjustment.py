@@ -22,7 +22,7 @@ from rich.table import Table
 
 from edgefer.data.loaders import load_dataset
 from edgefer.data.preprocess import prepare_input
-from edgefer.nn.evaluate import scored_classes
+from edgefer.nn.evaluate import prediction_scores, scored_classes
 from edgefer.nn.recipes import training_set
 from edgefer.nn.zoo import load_model
 
@@ -34,16 +34,10 @@ def training_prior(model) -> np.ndarray:
 
 
 def scores(model, data, classes: str, log_prior: np.ndarray, taus: list[float]) -> dict:
-    """Accuracy, balanced accuracy and per-class recall at each tau."""
+    """Accuracy, balanced accuracy, per-class accuracy (recall) and confusion at each tau."""
     scored = scored_classes(model, data, classes)
     logits = model.logits(prepare_input(data.images[scored.keep], model.input_mode))
-    out = {}
-    for tau in taus:
-        predicted = (logits - tau * log_prior)[:, scored.columns].argmax(1)
-        recall = {c: float(np.mean(predicted[scored.labels == k] == k))
-                  for k, c in enumerate(scored.classes) if np.any(scored.labels == k)}
-        out[str(tau)] = {"accuracy": float(np.mean(predicted == scored.labels)),
-                         "balanced_accuracy": float(np.mean(list(recall.values()))), "recall": recall}
+    out = {str(tau): prediction_scores((logits - tau * log_prior)[:, scored.columns].argmax(1), scored) for tau in taus}
     return {"n": int(len(scored.labels)), "classes": list(scored.classes), "by_tau": out}
 
 
@@ -75,7 +69,8 @@ def main() -> None:
             public, cross = row["publictest"]["by_tau"][tau], row["ckplus_shared"]["by_tau"][tau]
             table.add_row(Path(row["model"]).stem, tau, *(f"{100 * v:.2f}" for v in (
                 public["accuracy"], public["balanced_accuracy"], cross["accuracy"], cross["balanced_accuracy"],
-                cross["recall"].get("disgust", float("nan")), cross["recall"].get("fear", float("nan")))))
+                cross["per_class_accuracy"].get("disgust", float("nan")),
+                cross["per_class_accuracy"].get("fear", float("nan")))))
     Console(width=200).print(table)
     print(f"wrote {path}")
 

@@ -82,21 +82,30 @@ def evaluate(model: FerModel, data: FaceDataset, input_mode: str | None = None, 
     labels = scored.labels
     inputs = prepare_input(data.images if scored.keep.all() else data.images[scored.keep], mode)
     predicted = model.logits(inputs)[:, scored.columns].argmax(axis=1)
-    k = len(scored.classes)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    support = confusion.sum(axis=1)
-    per_class = {c: float(confusion[i, i] / support[i]) for i, c in enumerate(scored.classes) if support[i]}
+    scores = prediction_scores(predicted, scored)
     return {
-        "accuracy": float(np.mean(predicted == labels)),
+        "accuracy": scores["accuracy"],
         "n": int(len(labels)),
         "input": mode,
         "input_sparsity": input_sparsity(inputs),
-        "balanced_accuracy": float(np.mean(list(per_class.values()))),
-        "per_class_accuracy": per_class,
+        "balanced_accuracy": scores["balanced_accuracy"],
+        "per_class_accuracy": scores["per_class_accuracy"],
         "classes_mode": classes,
         "classes": list(scored.classes),
         "dropped_data_classes": scored.dropped_data,
         "dropped_model_classes": list(scored.dropped_model),
-        "confusion": confusion.tolist(),
+        "confusion": scores["confusion"],
     }
+
+
+def prediction_scores(predicted: np.ndarray, scored: ScoredClasses) -> dict:
+    """Accuracy, per-class accuracy (recall), balanced accuracy and confusion of predictions given as
+    indices into ``scored.classes``."""
+    k = len(scored.classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (scored.labels, predicted), 1)
+    support = confusion.sum(axis=1)
+    per_class = {c: float(confusion[i, i] / support[i]) for i, c in enumerate(scored.classes) if support[i]}
+    return {"accuracy": float(np.mean(predicted == scored.labels)),
+            "balanced_accuracy": float(np.mean(list(per_class.values()))),
+            "per_class_accuracy": per_class, "confusion": confusion.tolist()}

@@ -232,6 +232,15 @@ RECIPES = {
         init_recipe="fer2013-cnn",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
+    "fer2013-loihi-vgg-ws-long": Recipe(
+        "fer2013", "loihi-vgg-fer2013", "gray",
+        replace(_FER2013_LOIHI_WS_DISTILLATION, epochs=60),
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws distilled for 60 epochs instead of 30 (its validation accuracy was still rising at 30); "
+        "percentile conversion; tested on PublicTest",
+        init_recipe="fer2013-cnn",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
     "fer2013-loihi-vgg-ws-qcfs": Recipe(
         "fer2013", "loihi-vgg-fer2013-qcfs", "gray",
         _FER2013_LOIHI_WS_QCFS_TUNING,

@@ -241,6 +241,16 @@ RECIPES = {
         init_recipe="fer2013-cnn",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
+    "fer2013-loihi-vgg-ws-consistent": Recipe(
+        "fer2013", "loihi-vgg-fer2013", "gray",
+        replace(_FER2013_LOIHI_WS_DISTILLATION, epochs=40, lr=1e-3, distill_view="augmented", seed=1),
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws-long distilled for 40 more epochs with a consistent teacher (fer2013-cnn sees the "
+        "student's augmented batch, Beyer et al. CVPR 2022) instead of fixed clean-image soft labels; percentile "
+        "conversion; tested on PublicTest",
+        init_recipe="fer2013-loihi-vgg-ws-long",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
     "fer2013-loihi-vgg-ws-qcfs": Recipe(
         "fer2013", "loihi-vgg-fer2013-qcfs", "gray",
         _FER2013_LOIHI_WS_QCFS_TUNING,

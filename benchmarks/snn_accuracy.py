@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--no-float-curve", dest="float_curve", action="store_false",
                         help="skip the float-precision accuracy curve")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=SnnOptions.batch_size,
+                        help="images simulated at once (smaller: less memory for a long T)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/snn_accuracy.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,7 +77,7 @@ def main() -> None:
         net = build_snn(model, precision="loihi")
         started = time.time()
         for steps in sorted(args.timesteps, reverse=True):
-            result = evaluate_snn(model, test, SnnOptions(timesteps=steps), net=net, with_layers=True,
+            result = evaluate_snn(model, test, SnnOptions(timesteps=steps, batch_size=args.batch_size), net=net, with_layers=True,
                                   accuracy_curve=steps == t_max)
             result["model"] = name
             result["conversion"] = conversion(model)
@@ -92,7 +94,7 @@ def main() -> None:
             curves[f"{name}/float"] = {"model": name, "input": model.input_mode, "precision": "float",
                                        "conversion": conversion(model),
                                        "cnn_accuracy": cnn_accuracy,
-                                       "accuracy_by_timestep": accuracy_curve(float_net, inputs, labels, t_max, "spikes")}
+                                       "accuracy_by_timestep": accuracy_curve(float_net, inputs, labels, t_max, "spikes", args.batch_size)}
             console.print(f"{name} float curve in {time.time() - started:.0f} s")
     rows.sort(key=lambda r: (r["model"], r["timesteps"]))
     # Effect of edge-map input: edges / gray ratios of the modeled costs at each T (the study: edges

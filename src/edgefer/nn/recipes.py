@@ -251,6 +251,17 @@ RECIPES = {
         init_recipe="fer2013-loihi-vgg-ws-long",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
+    "fer2013-loihi-vgg-ws-patient": Recipe(
+        "fer2013", "loihi-vgg-fer2013", "gray",
+        replace(_FER2013_LOIHI_WS_DISTILLATION, epochs=40, lr=7e-4, distill_view="augmented", distill_weight=0.9,
+                seed=2),
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws-consistent distilled for 40 more epochs from the same consistent teacher, with the "
+        "teacher's soft labels 90 % of the loss (long, teacher-matching schedules keep paying, Beyer et al. "
+        "CVPR 2022); percentile conversion; tested on PublicTest",
+        init_recipe="fer2013-loihi-vgg-ws-consistent",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
     "fer2013-loihi-vgg-ws-qcfs": Recipe(
         "fer2013", "loihi-vgg-fer2013-qcfs", "gray",
         _FER2013_LOIHI_WS_QCFS_TUNING,

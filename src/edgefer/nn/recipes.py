@@ -93,6 +93,9 @@ _FER2013_LOIHI_DISTILLATION = TrainConfig(epochs=30, batch_size=128, lr=2e-3, we
                                           distill_temperature=4.0, distill_flip=True, distill_view="clean", seed=0)
 # The same through scaled weight standardisation (the nets without batch-norm).
 _FER2013_LOIHI_WS_DISTILLATION = replace(_FER2013_LOIHI_DISTILLATION, weight_standardization=True)
+# The teacher sees the student's own augmented batch (Beyer et al., CVPR 2022).
+_FER2013_LOIHI_WS_CONSISTENT = replace(_FER2013_LOIHI_WS_DISTILLATION, epochs=40, lr=1e-3, distill_view="augmented",
+                                       seed=1)
 # How their teacher, the shipped fer2013-cnn, was trained.
 _FER2013_CNN_COMMAND = ("edgefer train --recipe fer2013-cnn --init fer2013-cnn-distilled-3.safetensors "
                         "--teacher fer2013-cnn-distilled-3.safetensors")
@@ -243,7 +246,7 @@ RECIPES = {
     ),
     "fer2013-loihi-vgg-ws-consistent": Recipe(
         "fer2013", "loihi-vgg-fer2013", "gray",
-        replace(_FER2013_LOIHI_WS_DISTILLATION, epochs=40, lr=1e-3, distill_view="augmented", seed=1),
+        _FER2013_LOIHI_WS_CONSISTENT,
         _FER2013_SPLIT,
         "fer2013-loihi-vgg-ws-long distilled for 40 more epochs with a consistent teacher (fer2013-cnn sees the "
         "student's augmented batch, Beyer et al. CVPR 2022) instead of fixed clean-image soft labels; percentile "
@@ -253,8 +256,7 @@ RECIPES = {
     ),
     "fer2013-loihi-vgg-ws-patient": Recipe(
         "fer2013", "loihi-vgg-fer2013", "gray",
-        replace(_FER2013_LOIHI_WS_DISTILLATION, epochs=40, lr=7e-4, distill_view="augmented", distill_weight=0.9,
-                seed=2),
+        replace(_FER2013_LOIHI_WS_CONSISTENT, lr=7e-4, distill_weight=0.9, seed=2),
         _FER2013_SPLIT,
         "fer2013-loihi-vgg-ws-consistent distilled for 40 more epochs from the same consistent teacher, with the "
         "teacher's soft labels 90 % of the loss (long, teacher-matching schedules keep paying, Beyer et al. "

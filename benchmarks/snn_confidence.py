@@ -20,7 +20,8 @@ from rich.table import Table
 from edgefer.data.preprocess import prepare_input
 from edgefer.live.backends import SpikingClassifier, TorchClassifier, _softmax
 from edgefer.nn.evaluate import model_labels
-from edgefer.nn.recipes import evenly_spaced, heldout_test_set
+from edgefer.data.splits import evenly_spaced
+from edgefer.nn.recipes import heldout_test_set
 from edgefer.nn.zoo import load_model
 from edgefer.snn.evaluate import readout_scores, run_snn
 

@@ -12,7 +12,7 @@ from edgefer.errors import EdgeferError
 from edgefer.nn.model import FerModel
 from edgefer.nn.qcfs import init_clips
 from edgefer.nn.spec import ArchSpec
-from edgefer.snn.convert import convert
+from edgefer.snn.convert import calibrated_input_scale, convert
 from edgefer.snn.simulate import simulate
 from edgefer.snn.tandem import SpikingForward
 
@@ -29,15 +29,17 @@ def _model(spec: ArchSpec = SPEC) -> FerModel:
 
 
 @pytest.mark.parametrize("timesteps", [3, 8])
-def test_the_forward_pass_is_the_converted_snn(timesteps):
+@pytest.mark.parametrize("stem", [2, 0])
+def test_the_forward_pass_is_the_converted_snn(timesteps, stem):
     """Logits = the output neurons' integrated current over T steps, in the CNN's units, as `simulate`
-    computes it for the converted net (same spikes in every hidden layer)."""
-    model = _model()
-    x = torch.rand(12, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    computes it for the converted net (same spikes in every hidden layer). Without the off-chip stem the
+    pixels are the input rates, scaled as `convert` scales them from its calibration images."""
+    model = _model(replace(SPEC, stem=stem))
+    x = torch.rand(12, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.8
     net = convert(model, x)
     result = simulate(net, net.rates(x), timesteps)
     with torch.no_grad():
-        logits = SpikingForward(model.module.eval())(x, timesteps)
+        logits = SpikingForward(model.module.eval(), calibrated_input_scale(x))(x, timesteps)
     expected = result.integrated.float() * net.info["scales"]["logits"] / timesteps
     assert torch.allclose(logits, expected, atol=1e-4)
     # and not the CNN's: at few steps the spikes differ from the quantised activations
@@ -55,7 +57,7 @@ def test_gradients_reach_every_weight_and_clip():
 
 @pytest.mark.parametrize("spec, problem", [
     (replace(SPEC, activation="relu", levels=0), "QCFS"),
-    (replace(SPEC, stem=0), "stem"),
+    (replace(SPEC, stem=0), "input_scale"),
     (replace(SPEC, batchnorm=True), "batch-norm"),
 ])
 def test_nets_it_cannot_train_are_clear_errors(spec, problem):

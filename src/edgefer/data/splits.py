@@ -125,3 +125,9 @@ def cv_folds(
         groups = near_duplicate_groups(images)
         return grouped_stratified_kfold(labels, groups, k, seed), groups
     raise EdgeferError(f"unknown protocol {protocol!r}; choose study or leakage-free")
+
+
+def evenly_spaced(count: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` of ``count`` items, evenly spaced over their order: the deterministic
+    subset edgefer takes wherever it needs a few representative images."""
+    return np.linspace(0, count - 1, min(limit, count)).round().astype(int)

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgefer.data.dataset import Calibration, FaceDataset, Validation
 from edgefer.data.loaders import load_dataset
-from edgefer.data.splits import holdout_split, near_duplicate_groups
+from edgefer.data.splits import evenly_spaced, holdout_split, near_duplicate_groups
 from edgefer.errors import EdgeferError, UnrecordedDataError
 from edgefer.nn.evaluate import evaluate, model_labels
 from edgefer.nn.model import FerModel
@@ -68,8 +68,8 @@ _LOIHI_QCFS_TUNING = replace(_LOIHI_TRAINING, epochs=60, qcfs_level_noise=0.35)
 def _spiking_tuning(base: TrainConfig, epochs: int) -> TrainConfig:
     """Spiking fine-tuning of a QCFS net (edgefer.snn.tandem): the converted SNN trained at 6-16 timesteps, a
     small learning rate (it starts from a converted net that already works at T >= 16), no level noise (the
-    real spikes' unevenness replaces it)."""
-    return replace(base, epochs=epochs, lr=1e-4, schedule="cosine", qcfs_level_noise=0.0,
+    real spikes' unevenness replaces it), no weight average (over so few steps it would mostly keep the start)."""
+    return replace(base, epochs=epochs, lr=1e-4, schedule="cosine", qcfs_level_noise=0.0, ema_decay=0.0,
                    spiking_timesteps=(6, 8, 12, 16))
 
 
@@ -273,6 +273,15 @@ RECIPES = {
         init_recipe="fer2013-loihi-vgg-ws",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
+    "fer2013-loihi-vgg-ws-spiking": Recipe(
+        "fer2013", "loihi-vgg-fer2013-qcfs", "gray",
+        _spiking_tuning(_FER2013_LOIHI_WS_QCFS_TUNING, epochs=4),
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws-qcfs fine-tuned as the spiking net it converts to, at 6-16 timesteps (its first "
+        "convolution reads the pixels as spikes), still distilled from fer2013-cnn; tested on PublicTest",
+        init_recipe="fer2013-loihi-vgg-ws-qcfs",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
     "fer2013-loihi-vgg-ws-qcfs16": Recipe(
         "fer2013", "loihi-vgg-fer2013-qcfs16", "gray",
         replace(_FER2013_LOIHI_WS_QCFS_TUNING, epochs=12),
@@ -429,12 +438,6 @@ def recorded_splits(model: FerModel, data_root=None) -> tuple[FaceDataset, FaceD
 def training_set(model: FerModel, data_root=None) -> FaceDataset:
     """The images a model was trained on, rebuilt from its card: what calibration may look at."""
     return recorded_splits(model, data_root)[0]
-
-
-def evenly_spaced(count: int, limit: int) -> np.ndarray:
-    """Indices of at most ``limit`` of ``count`` items, evenly spaced over their order: the deterministic
-    subset edgefer takes wherever it needs a few representative images."""
-    return np.linspace(0, count - 1, min(limit, count)).round().astype(int)
 
 
 # Validation images an export may choose with (the SNN's T): at most this many, evenly spaced.

@@ -236,11 +236,22 @@ def validate(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_si
     return correct / max(len(x), 1), loss / max(len(x), 1)
 
 
-def _validate_spiking(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: Sequence[int]) -> tuple[float, float]:
-    """``validate`` of the converted float SNN, averaged over the timesteps it is trained at."""
+def _spiking_forward(module: torch.nn.Module, train_inputs: torch.Tensor):
+    """The converted float SNN of ``module`` (edgefer.snn.tandem), its pixel rates scaled as the SNN calibration
+    rule (``calibration_inputs``: evenly spaced training images) will scale them."""
+    from edgefer.data.splits import evenly_spaced
+    from edgefer.snn.convert import calibrated_input_scale
+    from edgefer.snn.options import SnnOptions
     from edgefer.snn.tandem import SpikingForward
 
-    spiking = SpikingForward(module)
+    calibration = train_inputs[torch.from_numpy(evenly_spaced(len(train_inputs), SnnOptions.calibration_images)).to(train_inputs.device)]
+    return SpikingForward(module, calibrated_input_scale(calibration.float().cpu()))
+
+
+def _validate_spiking(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: Sequence[int],
+                      train_inputs: torch.Tensor) -> tuple[float, float]:
+    """``validate`` of the converted float SNN, averaged over the timesteps it is trained at."""
+    spiking = _spiking_forward(module, train_inputs)
     scores = [validate(module, x, y, 256, lambda batch, steps=steps: spiking(batch, steps)) for steps in timesteps]
     return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
 
@@ -307,9 +318,7 @@ def train(
         layer.level_noise = cfg.qcfs_level_noise
     spiking = None
     if cfg.spiking_timesteps:
-        from edgefer.snn.tandem import SpikingForward
-
-        spiking = SpikingForward(module)
+        spiking = _spiking_forward(module, x)
     if val_set is not None:
         xv = torch.from_numpy(prepare_input(val_set.images, input_mode)).to(device)
         yv = torch.from_numpy(val_set.labels).to(device)
@@ -367,7 +376,7 @@ def train(
             row = {"epoch": epoch, "loss": running / max(seen, 1), "lr": scheduler.get_last_lr()[0]}
             evaluated = module if ema is None else ema.module
             if val_set is not None:
-                row["val_accuracy"], row["val_loss"] = (_validate_spiking(evaluated, xv, yv, cfg.spiking_timesteps)
+                row["val_accuracy"], row["val_loss"] = (_validate_spiking(evaluated, xv, yv, cfg.spiking_timesteps, x)
                                                         if spiking is not None else validate(evaluated, xv, yv))
                 # Validation accuracy saturates on small sets (CK+ reaches 100 %): break ties by loss.
                 if best_acc is None or (row["val_accuracy"], -row["val_loss"]) > (best_acc, -best_loss):

@@ -98,7 +98,7 @@ def export_nir_cmd(
     if calibration_data is not None:
         from edgefer.data.loaders import load_dataset
         from edgefer.data.preprocess import prepare_input
-        from edgefer.nn.recipes import evenly_spaced
+        from edgefer.data.splits import evenly_spaced
         from edgefer.snn.options import SnnOptions
 
         images = load_dataset(calibration_data, None, data_root).images

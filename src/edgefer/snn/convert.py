@@ -271,6 +271,11 @@ def _percentile(values: torch.Tensor, percentile: float, max_samples: int = 4_00
     return float(np.percentile(flat.numpy(), percentile))
 
 
+def calibrated_input_scale(encoded: torch.Tensor, percentile: float = DEFAULT_PERCENTILE) -> float:
+    """The scale of the input rates (rates = input / scale) of a net whose encoder has no trained clip: the
+    ``percentile`` of its calibration inputs, as encoded for the chip."""
+    return _percentile(encoded.clamp(min=0), percentile) or 1.0
+
 
 @torch.no_grad()
 def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = DEFAULT_PERCENTILE, offchip_stem: bool = True,
@@ -299,10 +304,10 @@ def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = D
     if encoder is not None:
         x = encoder(x)
     stem_clip = qcfs_clip(encoder_parts[-1][1]) if encoder_parts else None
-    input_scale = stem_clip or _percentile(x.clamp(min=0), percentile) or 1.0
-    previous_scale = input_scale
+    rate_scale = stem_clip or calibrated_input_scale(x, percentile)
+    previous_scale = rate_scale
     layers: list[SpikingLayer] = []
-    scales = {"input": input_scale}
+    scales = {"input": rate_scale}
     for index, pending in enumerate(plan):
         in_shape = tuple(x.shape[1:])
         if isinstance(pending.module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
@@ -339,7 +344,7 @@ def convert(model, calibration: np.ndarray | torch.Tensor, percentile: float = D
         x = activation if is_output else rectified
         previous_scale = scale
     return SpikingNet(layers, tuple(_encoded_shape(encoder, model)), tuple(model.classes), input_mode or model.input_mode,
-                      encoder, input_scale, "float", leak, v_init, None,
+                      encoder, rate_scale, "float", leak, v_init, None,
                       {"percentile": percentile, "scales": scales, "calibration_images": int(len(calibration)),
                        "offchip": [name for name, _ in encoder_parts]})
 

@@ -10,8 +10,9 @@ import torch
 
 from edgefer.data.dataset import FaceDataset, Validation
 from edgefer.data.preprocess import input_sparsity, prepare_input
+from edgefer.data.splits import evenly_spaced
 from edgefer.errors import EdgeferError, UnrecordedDataError
-from edgefer.nn.recipes import calibration_inputs, evenly_spaced
+from edgefer.nn.recipes import calibration_inputs
 from edgefer.snn.chip import Chip, default_chip
 from edgefer.snn.convert import SpikingNet, convert, quantise_loihi
 from edgefer.snn.loihi import LoihiCost, cost, partition

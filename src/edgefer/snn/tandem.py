@@ -37,10 +37,15 @@ class SpikingForward:
     """Called as ``spiking(x, timesteps)``: the CNN's logits as its converted float SNN computes them from spikes
     (the output layer's integrated current in the CNN's units), with gradients for every weight and clip."""
 
-    def __init__(self, module: nn.Sequential):
+    def __init__(self, module: nn.Sequential, input_scale: float | None = None):
+        """``input_scale``: for a net whose first layer runs on chip (no off-chip stem), the scale ``convert`` gives
+        its pixel rates (``calibrated_input_scale`` of its calibration images); a stem's trained clip replaces it."""
         encoder, plan = _layer_plan(module, offchip_stem=True)
-        if not encoder or not isinstance(encoder[-1][1], Qcfs):
-            raise EdgeferError("spiking fine-tuning needs a QCFS net with the off-chip 1x1 stem (e.g. loihi-study-qcfs)")
+        if encoder and not isinstance(encoder[-1][1], Qcfs):
+            raise EdgeferError("spiking fine-tuning needs the off-chip stem to end in a QCFS activation")
+        if not encoder and (input_scale is None or input_scale <= 0):
+            raise EdgeferError("spiking fine-tuning of a net without the off-chip stem needs the positive scale of "
+                               "its pixel rates (input_scale)")
         for layer in plan:
             if any(isinstance(getattr(module, source), nn.BatchNorm2d) for source in layer.sources):
                 raise EdgeferError(f"spiking fine-tuning cannot train layer {layer.name!r}: it has batch-norm")
@@ -48,11 +53,13 @@ class SpikingForward:
             if layer is not plan[-1] and not is_pool and not isinstance(layer.activation, Qcfs):
                 raise EdgeferError(f"spiking fine-tuning needs QCFS activations; layer {layer.name!r} has none")
         self.encoder = nn.Sequential(*[part for _, part in encoder])
-        self.input_clip = encoder[-1][1]
+        self.input_clip = encoder[-1][1] if encoder else None
+        self.input_scale = input_scale
         self.plan = plan
 
     def __call__(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        scale = self.input_clip.clip.clamp(min=MIN_CLIP)
+        scale = (self.input_clip.clip.clamp(min=MIN_CLIP) if self.input_clip is not None
+                 else torch.tensor(self.input_scale, device=x.device))
         rates = self.encoder(x) / scale
         with torch.no_grad():
             spikes = encode(rates.clamp(0.0, 1.0), timesteps)

@@ -31,8 +31,9 @@ def _sha256(path: Path) -> str:
 def write_bundle(target, model, folder: str | Path, model_name: str, data_root=None, images: int = BUNDLE_IMAGES) -> dict:
     """Export ``model`` for ``target`` into ``folder`` with its test images and the device runner."""
     from edgefer.data.preprocess import prepare_input
+    from edgefer.data.splits import evenly_spaced
     from edgefer.nn.evaluate import model_labels
-    from edgefer.nn.recipes import evenly_spaced, heldout_test_set
+    from edgefer.nn.recipes import heldout_test_set
     from edgefer.targets import device_runner
 
     if target.artifact_format not in RUNNABLE_FORMATS:

@@ -74,6 +74,9 @@ def test_the_trainer_fine_tunes_and_selects_the_spiking_net(ck_train120):
     result = train(spec, ck_train120, ck_train120, config, progress=False, init=start)
     assert result.best_val_accuracy is not None and len(result.history) == 2
     assert not torch.equal(result.model.module.conv1_1.weight, start.module.conv1_1.weight)
+    # a net whose first convolution reads the pixels as spikes trains the same way
+    stemless = train(replace(spec, stem=0), ck_train120, ck_train120, replace(config, epochs=1), progress=False)
+    assert stemless.best_val_accuracy is not None
     with pytest.raises(EdgeferError, match="QCFS"):
         train(replace(spec, activation="relu", levels=0), ck_train120, None, config, progress=False)
     with pytest.raises(EdgeferError, match="fp32"):

@@ -236,22 +236,23 @@ def validate(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_si
     return correct / max(len(x), 1), loss / max(len(x), 1)
 
 
-def _spiking_forward(module: torch.nn.Module, train_inputs: torch.Tensor):
-    """The converted float SNN of ``module`` (edgefer.snn.tandem), its pixel rates scaled as the SNN calibration
-    rule (``calibration_inputs``: evenly spaced training images) will scale them."""
+def _pixel_rate_scale(train_inputs: torch.Tensor) -> float:
+    """The scale of the pixel rates of a net without the off-chip stem, as the SNN calibration rule
+    (``calibration_inputs``: evenly spaced training images) will set it when the net is converted."""
     from edgefer.data.splits import evenly_spaced
     from edgefer.snn.convert import calibrated_input_scale
     from edgefer.snn.options import SnnOptions
-    from edgefer.snn.tandem import SpikingForward
 
-    calibration = train_inputs[torch.from_numpy(evenly_spaced(len(train_inputs), SnnOptions.calibration_images)).to(train_inputs.device)]
-    return SpikingForward(module, calibrated_input_scale(calibration.float().cpu()))
+    pick = torch.from_numpy(evenly_spaced(len(train_inputs), SnnOptions.calibration_images)).to(train_inputs.device)
+    return calibrated_input_scale(train_inputs[pick].float().cpu())
 
 
 def _validate_spiking(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: Sequence[int],
-                      train_inputs: torch.Tensor) -> tuple[float, float]:
+                      input_scale: float) -> tuple[float, float]:
     """``validate`` of the converted float SNN, averaged over the timesteps it is trained at."""
-    spiking = _spiking_forward(module, train_inputs)
+    from edgefer.snn.tandem import SpikingForward
+
+    spiking = SpikingForward(module, input_scale)
     scores = [validate(module, x, y, 256, lambda batch, steps=steps: spiking(batch, steps)) for steps in timesteps]
     return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
 
@@ -318,7 +319,10 @@ def train(
         layer.level_noise = cfg.qcfs_level_noise
     spiking = None
     if cfg.spiking_timesteps:
-        spiking = _spiking_forward(module, x)
+        from edgefer.snn.tandem import SpikingForward
+
+        input_scale = _pixel_rate_scale(x)  # the data's, not the weights': once for every epoch
+        spiking = SpikingForward(module, input_scale)
     if val_set is not None:
         xv = torch.from_numpy(prepare_input(val_set.images, input_mode)).to(device)
         yv = torch.from_numpy(val_set.labels).to(device)
@@ -376,7 +380,7 @@ def train(
             row = {"epoch": epoch, "loss": running / max(seen, 1), "lr": scheduler.get_last_lr()[0]}
             evaluated = module if ema is None else ema.module
             if val_set is not None:
-                row["val_accuracy"], row["val_loss"] = (_validate_spiking(evaluated, xv, yv, cfg.spiking_timesteps, x)
+                row["val_accuracy"], row["val_loss"] = (_validate_spiking(evaluated, xv, yv, cfg.spiking_timesteps, input_scale)
                                                         if spiking is not None else validate(evaluated, xv, yv))
                 # Validation accuracy saturates on small sets (CK+ reaches 100 %): break ties by loss.
                 if best_acc is None or (row["val_accuracy"], -row["val_loss"]) > (best_acc, -best_loss):

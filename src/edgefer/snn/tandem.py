@@ -58,8 +58,7 @@ class SpikingForward:
         self.plan = plan
 
     def __call__(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        scale = (self.input_clip.clip.clamp(min=MIN_CLIP) if self.input_clip is not None
-                 else torch.tensor(self.input_scale, device=x.device))
+        scale = self.input_clip.clip.clamp(min=MIN_CLIP) if self.input_clip is not None else self.input_scale
         rates = self.encoder(x) / scale
         with torch.no_grad():
             spikes = encode(rates.clamp(0.0, 1.0), timesteps)

@@ -65,12 +65,13 @@ _LOIHI_TRAINING = TrainConfig(epochs=150, batch_size=32, lr=1e-3, weight_decay=1
 _LOIHI_QCFS_TUNING = replace(_LOIHI_TRAINING, epochs=60, qcfs_level_noise=0.35)
 
 
-def _spiking_tuning(base: TrainConfig, epochs: int) -> TrainConfig:
-    """Spiking fine-tuning of a QCFS net (edgefer.snn.tandem): the converted SNN trained at 6-16 timesteps, a
-    small learning rate (it starts from a converted net that already works at T >= 16), no level noise (the
-    real spikes' unevenness replaces it), no weight average (over so few steps it would mostly keep the start)."""
+def _spiking_tuning(base: TrainConfig, epochs: int, timesteps: tuple[int, ...] = (6, 8, 12, 16)) -> TrainConfig:
+    """Spiking fine-tuning of a QCFS net (edgefer.snn.tandem): the converted SNN trained at a few timesteps
+    (6-16 for 8 levels), a small learning rate (it starts from a converted net that already works at T >= 16),
+    no level noise (the real spikes' unevenness replaces it), no weight average (over so few steps it would
+    mostly keep the start)."""
     return replace(base, epochs=epochs, lr=1e-4, schedule="cosine", qcfs_level_noise=0.0, ema_decay=0.0,
-                   spiking_timesteps=(6, 8, 12, 16))
+                   spiking_timesteps=timesteps)
 
 
 _LOIHI_SPIKING_TUNING = _spiking_tuning(_LOIHI_TRAINING, epochs=10)
@@ -289,6 +290,25 @@ RECIPES = {
         "fer2013-loihi-vgg-ws fine-tuned for conversion with QCFS at 16 levels (a closer fit to its ReLU net than 8 "
         "levels, for more timesteps), still distilled from fer2013-cnn; tested on PublicTest",
         init_recipe="fer2013-loihi-vgg-ws",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
+    "fer2013-loihi-vgg-ws-patient-qcfs16": Recipe(
+        "fer2013", "loihi-vgg-fer2013-qcfs16", "gray",
+        replace(_FER2013_LOIHI_WS_QCFS_TUNING, epochs=10, lr=3e-4),
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws-patient fine-tuned for conversion with QCFS at 16 levels (a smaller learning rate than "
+        "fer2013-loihi-vgg-ws-qcfs16's, to keep what the long distillation gained), still distilled from fer2013-cnn; "
+        "tested on PublicTest",
+        init_recipe="fer2013-loihi-vgg-ws-patient",
+        teacher_commands=(_FER2013_CNN_COMMAND,),
+    ),
+    "fer2013-loihi-vgg-ws-patient-spiking": Recipe(
+        "fer2013", "loihi-vgg-fer2013-qcfs16", "gray",
+        _spiking_tuning(_FER2013_LOIHI_WS_QCFS_TUNING, epochs=3, timesteps=(16, 24, 32)),
+        _FER2013_SPLIT,
+        "fer2013-loihi-vgg-ws-patient-qcfs16 fine-tuned as the spiking net it converts to, at 16-32 timesteps (its 16 "
+        "levels need more steps than 8), still distilled from fer2013-cnn; tested on PublicTest",
+        init_recipe="fer2013-loihi-vgg-ws-patient-qcfs16",
         teacher_commands=(_FER2013_CNN_COMMAND,),
     ),
     "fer2013-loihi-edges": Recipe(
